@@ -1,0 +1,3 @@
+-- Tags: an optional label per note.
+ALTER TABLE notes ADD COLUMN tag TEXT;
+CREATE INDEX notes_tag ON notes (tag);
