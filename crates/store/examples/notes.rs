@@ -8,8 +8,8 @@
 //! `hold` keeps the instance lock like a server until its stdin closes.
 //!
 //! ```text
-//! cargo run -p store --example notes -- add "buy milk"
-//! cargo run -p store --example notes -- db backup --out /tmp/notes-backup.db
+//! cargo run -p store --features notes-example --bin notes -- add "buy milk"
+//! cargo run -p store --features notes-example --bin notes -- db backup --out /tmp/notes-backup.db
 //! ```
 
 use std::io::{self, BufRead, Write};

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::fsys::{self, Header};
 use crate::lock::InstanceLock;
 use crate::migrate::{self, Identity, Inspection};
-use crate::store::{Access, IfMissing, OpenConfig, Store, connect};
+use crate::store::{Access, IfMissing, OpenConfig, Store, connect, missing_database};
 use crate::tool::Tool;
 
 /// What a backup wrote.
@@ -158,10 +158,10 @@ pub fn restore(
 
     let live = config.path().to_path_buf();
     let dir = fsys::parent_dir(&live).to_path_buf();
-    fsys::ensure_private_dir(&dir)?;
     if !config.allow_unsupported_fs {
         fsys::check_filesystem(&dir, &tool.filesystem_opt_out_var())?;
     }
+    fsys::ensure_private_dir(&dir)?;
     let _lock = InstanceLock::acquire(&live)?;
     let replaced = live.exists();
     if replaced {
@@ -249,14 +249,7 @@ pub fn restore(
 pub fn reset(tool: &Tool, config: &OpenConfig, confirm: bool) -> Result<ResetReport> {
     let path = config.path().to_path_buf();
     if !path.exists() {
-        return Err(Error::NotFound {
-            what: "no database at",
-            path,
-            hint: format!(
-                "nothing to reset (path {}); check {} / ${}",
-                config.location.origin, tool.location.flag, tool.location.env_var
-            ),
-        });
+        return Err(missing_database(tool, config, "Nothing to reset."));
     }
     match fsys::read_header(&path)? {
         Header::Other(detail) => {
@@ -422,19 +415,24 @@ fn refuse_to_replace(tool: &Tool, live: &Path, force: bool) -> Result<()> {
     if force {
         return Ok(());
     }
-    let tables_with_rows = tables_with_rows(&conn).map_err(|e| Error::sqlite(live, e))?;
-    if tables_with_rows.is_empty() {
+    let seeded = migrate::seeded_row_counts(tool, found.version()).unwrap_or_default();
+    let holding = tables_with_data(&conn, &seeded).map_err(|e| Error::sqlite(live, e))?;
+    if holding.is_empty() {
         Ok(())
     } else {
         Err(Error::NotEmpty {
             path: live.to_path_buf(),
-            detail: format!("rows in {}", tables_with_rows.join(", ")),
+            detail: format!("rows in {}", holding.join(", ")),
         })
     }
 }
 
-/// User tables (not SQLite's, not the migration history) that hold at least one row.
-fn tables_with_rows(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<String>> {
+/// User tables (not SQLite's, not the migration history) holding more rows than the migrations
+/// seed into a fresh database.
+fn tables_with_data(
+    conn: &rusqlite::Connection,
+    seeded: &[(String, i64)],
+) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare(
         "SELECT name FROM sqlite_schema WHERE type = 'table'
            AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> ?1 ORDER BY name",
@@ -442,17 +440,22 @@ fn tables_with_rows(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<String>
     let names = stmt
         .query_map([migrate::HISTORY_TABLE], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut with_rows = Vec::new();
+    let mut holding = Vec::new();
     for name in names {
+        let seeded = seeded
+            .iter()
+            .find(|(table, _)| *table == name)
+            .map_or(0, |(_, n)| *n);
         let quoted = name.replace('"', "\"\"");
-        let has_rows: bool = conn.query_row(
-            &format!("SELECT EXISTS(SELECT 1 FROM \"{quoted}\")"),
-            [],
+        // Count no further than needed to know the table holds more than its seed.
+        let rows: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM (SELECT 1 FROM \"{quoted}\" LIMIT ?1)"),
+            [seeded + 1],
             |r| r.get(0),
         )?;
-        if has_rows {
-            with_rows.push(name);
+        if rows > seeded {
+            holding.push(name);
         }
     }
-    Ok(with_rows)
+    Ok(holding)
 }

@@ -111,7 +111,7 @@ pub enum Error {
     /// A file that must exist does not.
     #[error("not_found: {what} {path} does not exist; {hint}")]
     NotFound {
-        /// What was looked for ("no database at", "backup file").
+        /// What was looked for ("database", "backup file").
         what: &'static str,
         /// The path.
         path: PathBuf,

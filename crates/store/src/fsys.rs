@@ -45,8 +45,20 @@ pub fn unsupported_filesystem(magic: u64) -> Option<&'static str> {
         .map(|(_, name)| *name)
 }
 
-/// Refuses `dir` if it is on a filesystem from [`UNSUPPORTED_FILESYSTEMS`].
+/// Refuses `dir` if it is (or would be created) on a filesystem from [`UNSUPPORTED_FILESYSTEMS`].
+/// A directory that does not exist yet is judged by its nearest existing ancestor, so a refusal
+/// creates nothing.
 pub(crate) fn check_filesystem(dir: &Path, opt_out: &str) -> Result<()> {
+    let mut dir = dir;
+    while !dir.exists() {
+        match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
+            _ => {
+                dir = Path::new(".");
+                break;
+            }
+        }
+    }
     let stat = rustix::fs::statfs(dir)
         .map_err(|e| Error::io("inspect the filesystem of", dir, e.into()))?;
     #[allow(clippy::unnecessary_cast)] // `f_type`'s width differs between targets.

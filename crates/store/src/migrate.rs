@@ -264,6 +264,44 @@ pub(crate) fn apply(tool: &Tool, path: &Path, conn: &Connection) -> Result<Vec<i
     Ok(todo)
 }
 
+/// Row counts of each table in a fresh in-memory database migrated to `version`: the rows the
+/// migrations themselves seed, which do not make a database "hold data".
+pub(crate) fn seeded_row_counts(
+    tool: &Tool,
+    version: Option<i64>,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    let Some(version) = version else {
+        return Ok(Vec::new());
+    };
+    let conn = Connection::open_in_memory()?;
+    let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+    let target = Target::Version(i32::try_from(version).unwrap_or(i32::MAX));
+    // A failure here only means we cannot discount seeded rows; the caller then counts them all.
+    if Runner::new(&embedded(tool))
+        .set_grouped(true)
+        .set_target(target)
+        .run(&mut InTransaction { conn: &tx })
+        .is_err()
+    {
+        return Ok(Vec::new());
+    }
+    let mut stmt = tx.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+    )?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut counts = Vec::new();
+    for name in names {
+        let quoted = name.replace('"', "\"\"");
+        let count = tx.query_row(&format!("SELECT count(*) FROM \"{quoted}\""), [], |r| {
+            r.get(0)
+        })?;
+        counts.push((name, count));
+    }
+    Ok(counts)
+}
+
 fn migration_error(path: &Path, error: &refinery::Error) -> Error {
     Error::Migration {
         path: path.to_path_buf(),

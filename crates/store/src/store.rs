@@ -115,12 +115,12 @@ impl Store {
         let dir = fsys::parent_dir(&path).to_path_buf();
         let exists = path.exists();
         if !exists && config.if_missing == IfMissing::Fail {
-            return Err(not_found(tool, config));
+            return Err(missing_database(tool, config, "Nothing was created."));
         }
-        fsys::ensure_private_dir(&dir)?;
         if !config.allow_unsupported_fs {
             fsys::check_filesystem(&dir, &tool.filesystem_opt_out_var())?;
         }
+        fsys::ensure_private_dir(&dir)?;
         let lock = if config.instance_lock {
             Some(InstanceLock::acquire(&path)?)
         } else {
@@ -181,7 +181,7 @@ impl Store {
     pub(crate) fn open_existing(tool: &Tool, config: &OpenConfig, access: Access) -> Result<Store> {
         let path = config.path().to_path_buf();
         if !path.exists() {
-            return Err(not_found(tool, config));
+            return Err(missing_database(tool, config, "Nothing was created."));
         }
         if !config.allow_unsupported_fs {
             fsys::check_filesystem(fsys::parent_dir(&path), &tool.filesystem_opt_out_var())?;
@@ -299,6 +299,7 @@ impl Store {
         &self.conn
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn busy_deadline(&self) -> Duration {
         self.busy_deadline
     }
@@ -327,14 +328,19 @@ fn configure(conn: &Connection, busy: Duration) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn not_found(tool: &Tool, config: &OpenConfig) -> Error {
-    let location = &tool.location;
-    Error::NotFound {
-        what: "no database at",
-        path: config.path().to_path_buf(),
-        hint: format!(
-            "(path {}) check {} / ${}, or run a {} command that creates it first",
-            config.location.origin, location.flag, location.env_var, tool.name
+/// "No database at PATH", saying where the path came from and what to check.
+pub(crate) fn missing_database(tool: &Tool, config: &OpenConfig, outcome: &str) -> Error {
+    let check = match &config.location.origin {
+        Origin::Flag(flag) => format!("check the path given to {flag}"),
+        Origin::Env(var) => format!("check ${var}"),
+        Origin::Default => format!(
+            "that is {}'s default location; pass {} or set ${} if the database is elsewhere",
+            tool.name, tool.location.flag, tool.location.env_var
         ),
+    };
+    Error::NotFound {
+        what: "database",
+        path: config.path().to_path_buf(),
+        hint: format!("{check}. {outcome}"),
     }
 }
