@@ -99,7 +99,7 @@ impl Store {
         }
         fsys::remove_stale_siblings(&target, "partial");
         let temp = fsys::temp_sibling(&target, "partial");
-        fsys::remove_if_exists(&temp)?;
+        fsys::remove_temp_database(&temp);
         fsys::create_private_file(&temp)?;
 
         let result = (|| {
@@ -127,7 +127,7 @@ impl Store {
                 schema_version,
             }),
             Err(e) => {
-                let _ = fsys::remove_if_exists(&temp);
+                fsys::remove_temp_database(&temp);
                 Err(e)
             }
         }
@@ -170,9 +170,7 @@ pub fn restore(
 
     fsys::remove_stale_siblings(&live, "restore");
     let temp = fsys::temp_sibling(&live, "restore");
-    for leftover in sqlite_files(&temp) {
-        fsys::remove_if_exists(&leftover)?;
-    }
+    fsys::remove_temp_database(&temp);
     let result = (|| {
         fsys::create_private_file(&temp)?;
         let source = connect(&input, Access::ReadOnly, config.busy_deadline)?;
@@ -237,9 +235,7 @@ pub fn restore(
             replaced,
         }),
         Err(e) => {
-            for leftover in sqlite_files(&temp) {
-                let _ = fsys::remove_if_exists(&leftover);
-            }
+            fsys::remove_temp_database(&temp);
             Err(e)
         }
     }

@@ -123,7 +123,8 @@ pub(crate) fn temp_sibling(path: &Path, tag: &str) -> PathBuf {
     parent_dir(path).join(format!(".{name}.{tag}-{}", std::process::id()))
 }
 
-/// Removes leftovers of [`temp_sibling`] whose writing process no longer runs (a crash mid-backup).
+/// Removes leftovers of [`temp_sibling`], and SQLite's companion files of them, whose writing process
+/// no longer runs (a crash mid-backup).
 pub(crate) fn remove_stale_siblings(path: &Path, tag: &str) {
     let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return;
@@ -134,9 +135,11 @@ pub(crate) fn remove_stale_siblings(path: &Path, tag: &str) {
     };
     for entry in entries.flatten() {
         let file_name = entry.file_name();
+        // The temp file itself, or SQLite's companions of it (`-journal`, `-wal`, `-shm`).
         let Some(pid) = file_name
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
+            .map(|rest| rest.split('-').next().unwrap_or(rest))
             .and_then(|pid| pid.parse::<i32>().ok())
         else {
             continue;
@@ -183,6 +186,13 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|file| file.sync_all())
         .map_err(|e| Error::io("flush directory", dir, e))
+}
+
+/// Removes a temporary database and any companion files SQLite made beside it.
+pub(crate) fn remove_temp_database(path: &Path) {
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let _ = fs::remove_file(with_suffix(path, suffix));
+    }
 }
 
 /// Removes a file if it exists.

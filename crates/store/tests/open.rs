@@ -1,6 +1,8 @@
 //! Opening a database: where files go and with what modes, which files are refused (and left
 //! untouched), and how migrations behave across builds and processes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs;

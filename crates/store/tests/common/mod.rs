@@ -5,11 +5,11 @@
 //! versions, to make files that the binary must refuse or accept: a newer schema (V3), an edited
 //! migration (drift), an older backup (V1).
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use store::refinery::{Migration, Runner};
