@@ -103,7 +103,7 @@ fn main() {
     ];
     for round in 0..sizes.rounds {
         let raw_first = round % 2 == 0;
-        let mut measure = |row: &mut Row, raw_work: &dyn Fn(), store_work: &dyn Fn()| {
+        let measure = |row: &mut Row, raw_work: &dyn Fn(), store_work: &dyn Fn()| {
             if raw_first {
                 row.raw.push(time(raw_work));
                 row.store.push(time(store_work));
