@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use store::cli::{DbCommand, print_error, report};
+use store::cli::{DbCommand, parse_args, print_error, report};
 use store::{DefaultPath, Location, OpenConfig, Store, Tool};
 
 mod embedded {
@@ -94,7 +94,7 @@ struct Added {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = parse_args();
     let config = match OpenConfig::resolve(&NOTES, cli.db.as_deref()) {
         Ok(config) => config,
         Err(e) => {

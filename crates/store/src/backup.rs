@@ -72,7 +72,15 @@ impl Store {
     /// Writes a verified copy of this database to `out` (a file that must not exist, or a directory,
     /// in which case the file is named `<tool>-<UTC timestamp>.db`).
     pub fn backup_to(&self, out: &Path) -> Result<BackupReport> {
+        let names_a_directory = out.as_os_str().as_encoded_bytes().ends_with(b"/");
         let out = std::path::absolute(out).map_err(|e| Error::io("resolve", out, e))?;
+        if names_a_directory && !out.is_dir() {
+            return Err(Error::NotFound {
+                what: "backup directory",
+                path: out,
+                hint: "create it first, or choose another --out".to_string(),
+            });
+        }
         let target = if out.is_dir() {
             let stamp = OffsetDateTime::now_utc()
                 .format(format_description!(

@@ -39,6 +39,7 @@ pub const EXIT_STATUS_HELP: &str = "\
 EXIT STATUS:
   0   success
   1   failure not covered below (a migration failed to apply: nothing was changed)
+  64  the command line was wrong (see the message, and --help)
   65  bad data: not an SQLite file, another tool's database, corruption, migration drift
   66  the database or the input file does not exist
   73  would overwrite: backup target exists, or restore target holds data (use --force)
@@ -48,20 +49,14 @@ EXIT STATUS:
 
 /// Back up, restore, check and maintain the database.
 #[derive(Debug, Subcommand)]
+// Each operation's help lives on its argument struct, so it is the same wherever it is mounted.
 pub enum DbCommand {
-    /// Write an online, verified copy of the database to a new file.
     Backup(BackupArgs),
-    /// Replace the database with a backup, after validating it.
     Restore(RestoreArgs),
-    /// Delete the database (dry run unless --confirm).
     Reset(ResetArgs),
-    /// Check integrity and foreign keys.
     Check(CheckArgs),
-    /// Hand free pages back to the filesystem.
     Vacuum(VacuumArgs),
-    /// Refresh the query planner's statistics.
     Optimize(OptimizeArgs),
-    /// Apply pending schema migrations, or show them with --status.
     Migrate(MigrateArgs),
 }
 
@@ -83,6 +78,7 @@ impl DbCommand {
 /// Arguments of `backup`.
 #[derive(Debug, Args)]
 #[command(
+    about = "Write an online, verified copy of the database to a new file",
     long_about = "Write an online, verified copy of the database to a new file.\n\n\
         The copy is consistent even while other processes write. It is written beside the \
         destination under a hidden name, checked with quick_check, flushed to disk and only then \
@@ -121,6 +117,7 @@ impl BackupArgs {
 /// Arguments of `restore`.
 #[derive(Debug, Args)]
 #[command(
+    about = "Replace the database with a backup, after validating it",
     long_about = "Replace the database with a backup, after validating it.\n\n\
         The backup is checked first, without changing anything: SQLite header, size, quick_check, \
         that it belongs to this tool, and that its schema is not newer than this binary. Then the \
@@ -170,6 +167,7 @@ impl RestoreArgs {
 /// Arguments of `reset`.
 #[derive(Debug, Args)]
 #[command(
+    about = "Delete the database (a dry run unless --confirm)",
     long_about = "Delete the database: its file, -wal and -shm, and nothing else.\n\n\
         Without --confirm this is a dry run that lists what would be removed. The file's first 16 \
         bytes must be the SQLite header and it must not belong to another tool, so a mistyped path \
@@ -209,6 +207,7 @@ impl ResetArgs {
 /// Arguments of `check`.
 #[derive(Debug, Args)]
 #[command(
+    about = "Check integrity and foreign keys",
     long_about = "Check the database's integrity (PRAGMA integrity_check) and foreign keys \
         (PRAGMA foreign_key_check). Read-only; safe while the tool runs. Exits 65 if a problem is \
         found.",
@@ -256,6 +255,7 @@ impl CheckArgs {
 /// Arguments of `vacuum`.
 #[derive(Debug, Args)]
 #[command(
+    about = "Hand free pages back to the filesystem",
     long_about = "Hand free pages back to the filesystem so the file shrinks.\n\n\
         By default this steps an incremental vacuum to completion in short transactions, which is \
         safe while the tool runs. --full rewrites the whole file instead (slower, needs free disk \
@@ -298,6 +298,7 @@ impl VacuumArgs {
 /// Arguments of `optimize`.
 #[derive(Debug, Args)]
 #[command(
+    about = "Refresh the query planner's statistics",
     long_about = "Refresh the query planner's statistics (ANALYZE, then PRAGMA optimize). \
         Worth running after large imports or prunes.",
     after_long_help = EXIT_STATUS_HELP
@@ -325,6 +326,7 @@ impl OptimizeArgs {
 /// Arguments of `migrate`.
 #[derive(Debug, Args)]
 #[command(
+    about = "Apply pending schema migrations, or list them with --status",
     long_about = "Apply pending schema migrations, or with --status list every migration and \
         whether it is applied, pending, drifted (changed since it was applied) or unknown (applied \
         by a newer binary). Tools also migrate on their own when they open the database; applying \
@@ -435,6 +437,23 @@ impl MigrateArgs {
                 )
             }
         })
+    }
+}
+
+/// Parses the command line like `T::parse()`, but a usage error exits 64 (sysexits `EX_USAGE`)
+/// instead of clap's 2. `--help` and `--version` still print and exit 0.
+pub fn parse_args<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            std::process::exit(i32::from(code));
+        }
     }
 }
 

@@ -174,6 +174,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// SQLite could not switch the file to write-ahead logging.
+    #[error(
+        "wal_unavailable: {path} cannot use write-ahead logging (SQLite kept journal_mode={mode}); keep the database on a local disk with shared-memory support"
+    )]
+    WalUnavailable {
+        /// The database file.
+        path: PathBuf,
+        /// The journal mode SQLite reported.
+        mode: String,
+    },
+
     /// The home directory is needed for the default location and is unknown.
     #[error(
         "no_home: cannot find the home directory to place the default database; set HOME, {hint}"
@@ -249,6 +260,7 @@ impl Error {
             Error::TargetExists { .. } => "target_exists",
             Error::NotEmpty { .. } => "not_empty",
             Error::NoHome { .. } => "no_home",
+            Error::WalUnavailable { .. } => "wal_unavailable",
             Error::Io { .. } => "io",
             Error::Sqlite { source, .. } | Error::Query(source) => match sqlite_class(source) {
                 SqliteClass::Busy => "busy",
@@ -269,7 +281,8 @@ impl Error {
             Error::InUse { .. } | Error::Busy { .. } => exit::TEMP_FAIL,
             Error::SchemaTooNew { .. }
             | Error::UnsupportedFilesystem { .. }
-            | Error::NoHome { .. } => exit::CONFIG,
+            | Error::NoHome { .. }
+            | Error::WalUnavailable { .. } => exit::CONFIG,
             Error::MigrationDrift { .. }
             | Error::NotSqlite { .. }
             | Error::ForeignDatabase { .. }

@@ -85,7 +85,13 @@ impl Location {
         let (base, origin) = if let Some(value) = flag_value {
             (value.to_path_buf(), Origin::Flag(self.flag))
         } else if let Some(value) = non_empty(self.env_var) {
-            (PathBuf::from(value), Origin::Env(self.env_var))
+            // Shells expand `~` on the command line but not inside service files and .env files.
+            let value = PathBuf::from(value);
+            let value = match (value.strip_prefix("~"), non_empty("HOME")) {
+                (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+                _ => value,
+            };
+            (value, Origin::Env(self.env_var))
         } else {
             let home = || {
                 non_empty("HOME")
@@ -163,6 +169,13 @@ mod tests {
             PathBuf::from("/home/u/.portkeeper/database.db")
         );
         assert_eq!(default.origin, Origin::Default);
+    }
+
+    #[test]
+    fn a_tilde_in_the_environment_variable_means_home() {
+        let vars = env(&[("HOME", "/home/u"), ("PORTMAN_DB", "~/ports/p.db")]);
+        let resolved = PORTMAN.resolve_with(None, &vars).unwrap();
+        assert_eq!(resolved.path, PathBuf::from("/home/u/ports/p.db"));
     }
 
     #[test]

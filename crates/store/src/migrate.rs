@@ -137,6 +137,15 @@ pub(crate) fn embedded(tool: &Tool) -> Vec<Migration> {
     migrations
 }
 
+/// The newest of the embedded migrations (0 when there are none).
+pub(crate) fn newest(embedded: &[Migration]) -> i64 {
+    embedded
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Refuses a newer schema and drifted history; returns the versions still to apply.
 pub(crate) fn pending(
     tool: &Tool,
@@ -144,11 +153,7 @@ pub(crate) fn pending(
     found: &Inspection,
     embedded: &[Migration],
 ) -> Result<Vec<i64>> {
-    let target = embedded
-        .iter()
-        .map(|m| i64::from(m.version()))
-        .max()
-        .unwrap_or(0);
+    let target = newest(embedded);
     let current = found.version().unwrap_or(0);
     if current > target {
         return Err(Error::SchemaTooNew {
@@ -437,11 +442,7 @@ impl MigrationStatus {
         migrations.sort_by_key(|m| m.version);
         MigrationStatus {
             current_version: found.version(),
-            target_version: embedded
-                .iter()
-                .map(|m| i64::from(m.version()))
-                .max()
-                .unwrap_or(0),
+            target_version: newest(embedded),
             migrations,
         }
     }

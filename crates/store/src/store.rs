@@ -154,10 +154,7 @@ impl Store {
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .map_err(sqlite)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Migration {
-                path,
-                detail: format!("SQLite kept journal_mode={mode} instead of WAL"),
-            });
+            return Err(Error::WalUnavailable { path, mode });
         }
 
         let store = Store {

@@ -39,14 +39,4 @@ impl Tool {
             self.name.to_ascii_uppercase().replace('-', "_")
         )
     }
-
-    /// The newest migration version this build knows (0 when it has none).
-    pub fn target_version(&self) -> i64 {
-        (self.migrations)()
-            .get_migrations()
-            .iter()
-            .map(|m| i64::from(m.version()))
-            .max()
-            .unwrap_or(0)
-    }
 }

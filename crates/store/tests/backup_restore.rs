@@ -292,28 +292,17 @@ fn every_restore_refusal_leaves_the_live_database_byte_identical() {
     }
 
     // A server holding the lock: refused even with --force, naming the holder.
-    let mut server = notes(&live)
-        .arg("hold")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "holding\n");
+    let server = Server::start(&live);
     let out = run(notes(&live)
         .args(["db", "restore", "--force", "--in"])
         .arg(&good));
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert!(
-        stderr(&out).contains(&format!("pid {}", server.id())),
+        stderr(&out).contains(&format!("pid {}", server.pid())),
         "{}",
         stderr(&out)
     );
-    drop(server.stdin.take());
-    assert!(server.wait().unwrap().success());
+    server.stop();
     assert!(
         fs::read(&live).unwrap() == before,
         "a locked restore changed the live database"
@@ -465,17 +454,7 @@ fn reset_refuses_files_that_are_not_this_tools_database() {
 fn reset_refuses_while_a_server_holds_the_lock() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("notes.db");
-    let mut server = notes(&db)
-        .arg("hold")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "holding\n");
+    let server = Server::start(&db);
     let before = fs::read(&db).unwrap();
     for args in [&["db", "reset"][..], &["db", "reset", "--confirm"]] {
         let out = run(notes(&db).args(args));
@@ -483,6 +462,5 @@ fn reset_refuses_while_a_server_holds_the_lock() {
         assert!(stderr(&out).contains("store_in_use"), "{}", stderr(&out));
         assert_eq!(fs::read(&db).unwrap(), before);
     }
-    drop(server.stdin.take());
-    assert!(server.wait().unwrap().success());
+    server.stop();
 }

@@ -331,19 +331,23 @@ fn a_second_server_is_refused_with_75_naming_the_holder() {
     let out = run(notes(&db).args(["add", "beside the server"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     drop(first);
-    let mut child = notes(&db)
-        .arg("hold")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line, "holding\n");
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success());
+    // Once the first lets go, the next server starts.
+    Server::start(&db).stop();
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("notes.db");
+    let out = run(notes(&db).args(["db", "restore"]));
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--in <PATH>"), "{}", stderr(&out));
+
+    let out = run(notes(&db).args(["db", "backup", "--help"]));
+    assert_eq!(code(&out), 0);
+    let help = stdout(&out);
+    assert!(help.contains("never overwritten"), "{help}");
+    assert!(help.contains("EXIT STATUS"), "{help}");
+    assert!(help.contains("75  in use"), "{help}");
+    assert!(!db.exists(), "asking for help created the database");
 }

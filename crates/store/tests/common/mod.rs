@@ -8,9 +8,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use store::refinery::{Migration, Runner};
 use store::{DefaultPath, Location, OpenConfig, Store, Tool};
@@ -107,6 +108,44 @@ pub fn notes(db: &Path) -> Command {
         .env_remove("NOTES_ALLOW_UNSUPPORTED_FS")
         .stdin(Stdio::null());
     cmd
+}
+
+/// `notes hold`: a process holding the instance lock, as a server would, until stopped.
+pub struct Server(Child);
+
+impl Server {
+    /// Starts it and waits until it holds the lock.
+    pub fn start(db: &Path) -> Server {
+        let mut child = notes(db)
+            .arg("hold")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn notes hold");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read from notes hold");
+        assert_eq!(line, "holding\n", "notes hold did not take the lock");
+        Server(child)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Closes its stdin and checks it exits cleanly, releasing the lock.
+    pub fn stop(mut self) {
+        drop(self.0.stdin.take());
+        assert!(self.0.wait().expect("wait for notes hold").success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Runs a command to completion, capturing its output.
