@@ -11,6 +11,8 @@
 //! * **Reset** removes the database, `-wal` and `-shm` and nothing else, only after checking the
 //!   SQLite header (a mistyped path never deletes a document) and the `application_id` (nor another
 //!   tool's database), under the instance lock; without `confirm` it only says what it would remove.
+//!   The `.lock` file stays: a process may hold it open, and deleting it would let a second holder
+//!   lock a new file of the same name while the first still believes it is alone.
 
 use std::fs;
 use std::io;

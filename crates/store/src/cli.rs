@@ -379,7 +379,7 @@ impl MigrateArgs {
                     r.status.target_version
                 );
                 text += &format!(
-                    "{:>8}  {:<8}  {:<25}  NAME\n",
+                    "{:>8}  {:<8}  {:<30}  NAME\n",
                     "VERSION", "STATE", "APPLIED ON"
                 );
                 for m in &r.status.migrations {
@@ -390,7 +390,7 @@ impl MigrateArgs {
                         MigrationState::Unknown => "unknown",
                     };
                     text += &format!(
-                        "{:>8}  {:<8}  {:<25}  {}\n",
+                        "{:>8}  {:<8}  {:<30}  {}\n",
                         m.version,
                         state,
                         m.applied_on.as_deref().unwrap_or("-"),

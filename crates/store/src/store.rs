@@ -331,7 +331,7 @@ pub(crate) fn missing_database(tool: &Tool, config: &OpenConfig, outcome: &str) 
         Origin::Flag(flag) => format!("check the path given to {flag}"),
         Origin::Env(var) => format!("check ${var}"),
         Origin::Default => format!(
-            "that is {}'s default location; pass {} or set ${} if the database is elsewhere",
+            "that is the default location for {}; pass {} or set ${} if the database is elsewhere",
             tool.name, tool.location.flag, tool.location.env_var
         ),
     };
