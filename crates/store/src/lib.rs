@@ -13,7 +13,7 @@
 //!   than the binary is refused untouched (exit 78) and an edited applied migration is reported as
 //!   drift, never re-run.
 //! * **Transactions**: [`Store::write`] begins `IMMEDIATE` and waits out a busy database up to a
-//!   deadline; [`AsyncStore`] (feature `tokio`) keeps SQLite off the async executor.
+//!   deadline; `AsyncStore` (feature `tokio`) keeps SQLite off the async executor.
 //! * **Operations**: backup, restore, reset, check, vacuum, optimize, migration status and
 //!   retention ([`Prune`]), exposed to users through the [`cli::DbCommand`] subcommand with the exit
 //!   codes of [`exit`].
