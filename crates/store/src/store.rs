@@ -127,13 +127,7 @@ impl Store {
             None
         };
         fsys::create_private_file(&path)?;
-        if let Header::Other(detail) = fsys::read_header(&path)? {
-            return Err(Error::NotSqlite {
-                path,
-                detail,
-                hint: "check the path; the file was not changed",
-            });
-        }
+        refuse_unless_sqlite(&path)?;
 
         let conn = connect(&path, Access::ReadWrite, config.busy_deadline)?;
         let sqlite = |e| Error::sqlite(&path, e);
@@ -183,13 +177,7 @@ impl Store {
         if !config.allow_unsupported_fs {
             fsys::check_filesystem(fsys::parent_dir(&path), &tool.filesystem_opt_out_var())?;
         }
-        if let Header::Other(detail) = fsys::read_header(&path)? {
-            return Err(Error::NotSqlite {
-                path,
-                detail,
-                hint: "check the path; the file was not changed",
-            });
-        }
+        refuse_unless_sqlite(&path)?;
         let conn = connect(&path, access, config.busy_deadline)?;
         let found = Inspection::read(&conn).map_err(|e| Error::sqlite(&path, e))?;
         migrate::identify(tool, &path, &found)?;
@@ -303,6 +291,18 @@ impl Store {
 
     pub(crate) fn error(&self, e: rusqlite::Error) -> Error {
         Error::sqlite(&self.path, e)
+    }
+}
+
+/// Refuses a file that is neither empty nor an SQLite database, before SQLite opens it.
+fn refuse_unless_sqlite(path: &Path) -> Result<()> {
+    match fsys::read_header(path)? {
+        Header::Other(detail) => Err(Error::NotSqlite {
+            path: path.to_path_buf(),
+            detail,
+            hint: "check the path; the file was not changed",
+        }),
+        Header::Empty | Header::Sqlite { .. } => Ok(()),
     }
 }
 
