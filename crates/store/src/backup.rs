@@ -198,10 +198,7 @@ pub fn restore(
                 allow_unsupported_fs: true,
                 busy_deadline: config.busy_deadline,
             };
-            let before =
-                Store::open_existing(tool, &temp_config, Access::ReadOnly)?.schema_version()?;
             let store = Store::open(tool, &temp_config)?;
-            let after = store.schema_version()?;
             // Leave a self-contained file: everything in the main file, no -wal to carry along.
             store
                 .read(|c| {
@@ -209,15 +206,7 @@ pub fn restore(
                     c.pragma_update_and_check(None, "journal_mode", "DELETE", |_| Ok(()))
                 })
                 .map_err(|e| Error::sqlite(&temp, e))?;
-            let applied = store.migration_status()?;
-            drop(store);
-            let applied_now = applied
-                .migrations
-                .iter()
-                .filter(|m| before.is_none_or(|b| m.version > b))
-                .map(|m| m.version)
-                .collect();
-            (after, applied_now)
+            (store.schema_version()?, store.migrations_applied().to_vec())
         };
         fsys::fsync_file(&temp)?;
 

@@ -405,21 +405,13 @@ impl MigrateArgs {
             instance_lock: true,
             ..config.clone()
         };
-        let result = (|| {
-            let before = Store::open_existing(tool, &locked, Access::ReadOnly)?.schema_version()?;
-            let store = Store::open(tool, &locked)?;
-            let status = store.migration_status()?;
+        let result = Store::open(tool, &locked).and_then(|store| {
             Ok(MigrateReport {
                 path: store.path().to_path_buf(),
-                applied: status
-                    .migrations
-                    .iter()
-                    .filter(|m| before.is_none_or(|b| m.version > b))
-                    .map(|m| m.version)
-                    .collect(),
-                schema_version: status.current_version,
+                applied: store.migrations_applied().to_vec(),
+                schema_version: store.schema_version()?,
             })
-        })();
+        });
         report(self.json, result, |r| {
             if r.applied.is_empty() {
                 format!(

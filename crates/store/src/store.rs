@@ -99,6 +99,7 @@ pub struct Store {
     tool: Tool,
     busy_deadline: Duration,
     lock: Option<InstanceLock>,
+    applied: Vec<i64>,
 }
 
 /// Whether a connection may write.
@@ -151,18 +152,19 @@ impl Store {
             return Err(Error::WalUnavailable { path, mode });
         }
 
-        let store = Store {
+        let mut store = Store {
             conn,
             path,
             tool: *tool,
             busy_deadline: config.busy_deadline,
             lock,
+            applied: Vec::new(),
         };
         let needs_migration = !pending.is_empty()
             || identity != migrate::Identity::Ours
             || found.application_id != tool.application_id;
         if needs_migration {
-            store.write(|tx| migrate::apply(tool, &store.path, tx))?;
+            store.applied = store.write(|tx| migrate::apply(tool, &store.path, tx))?;
         }
         Ok(store)
     }
@@ -190,6 +192,7 @@ impl Store {
             tool: *tool,
             busy_deadline: config.busy_deadline,
             lock: None,
+            applied: Vec::new(),
         })
     }
 
@@ -201,6 +204,11 @@ impl Store {
     /// The tool this store belongs to.
     pub fn tool(&self) -> &Tool {
         &self.tool
+    }
+
+    /// The migrations this open applied (empty when the schema was already current).
+    pub fn migrations_applied(&self) -> &[i64] {
+        &self.applied
     }
 
     /// The instance lock, when this store holds one.
