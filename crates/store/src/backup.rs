@@ -25,7 +25,9 @@ use time::macros::format_description;
 use crate::error::{Error, Result};
 use crate::fsys::{self, Header};
 use crate::lock::InstanceLock;
+use crate::maintenance::truncate_wal;
 use crate::migrate::{self, Identity, Inspection};
+use crate::schema;
 use crate::store::{Access, IfMissing, OpenConfig, Store, connect, missing_database};
 use crate::tool::Tool;
 
@@ -74,37 +76,31 @@ impl Store {
     /// Writes a verified copy of this database to `out` (a file that must not exist, or a directory,
     /// in which case the file is named `<tool>-<UTC timestamp>.db`).
     pub fn backup_to(&self, out: &Path) -> Result<BackupReport> {
-        let names_a_directory = out.as_os_str().as_encoded_bytes().ends_with(b"/");
+        // `--out dir/` and an existing directory both mean "a new file in that directory".
+        let into_directory = out.as_os_str().as_encoded_bytes().ends_with(b"/") || out.is_dir();
         let out = std::path::absolute(out).map_err(|e| Error::io("resolve", out, e))?;
-        if names_a_directory && !out.is_dir() {
-            return Err(Error::NotFound {
-                what: "backup directory",
-                path: out,
-                hint: "create it first, or choose another --out".to_string(),
-            });
-        }
-        let target = if out.is_dir() {
+        let (dir, target) = if into_directory {
             let stamp = OffsetDateTime::now_utc()
                 .format(format_description!(
                     "[year][month][day]T[hour][minute][second]Z"
                 ))
                 .unwrap_or_else(|_| "backup".to_string());
-            out.join(format!("{}-{stamp}.db", self.tool().name))
+            let target = out.join(format!("{}-{stamp}.db", self.tool().name));
+            (out, target)
         } else {
-            out
+            (fsys::parent_dir(&out).to_path_buf(), out)
         };
-        if fs::symlink_metadata(&target).is_ok() {
-            return Err(Error::TargetExists {
-                path: target,
-                hint: "backups never overwrite; choose a new file name or a directory",
-            });
-        }
-        let dir = fsys::parent_dir(&target).to_path_buf();
         if !dir.is_dir() {
             return Err(Error::NotFound {
                 what: "backup directory",
                 path: dir,
                 hint: "create it first, or choose another --out".to_string(),
+            });
+        }
+        if fs::symlink_metadata(&target).is_ok() {
+            return Err(Error::TargetExists {
+                path: target,
+                hint: "backups never overwrite; choose a new file name or a directory",
             });
         }
         fsys::remove_stale_siblings(&target, "partial");
@@ -200,11 +196,9 @@ pub fn restore(
             };
             let store = Store::open(tool, &temp_config)?;
             // Leave a self-contained file: everything in the main file, no -wal to carry along.
+            store.truncate_wal()?;
             store
-                .read(|c| {
-                    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-                    c.pragma_update_and_check(None, "journal_mode", "DELETE", |_| Ok(()))
-                })
+                .read(|c| c.pragma_update_and_check(None, "journal_mode", "DELETE", |_| Ok(())))
                 .map_err(|e| Error::sqlite(&temp, e))?;
             (store.schema_version()?, store.migrations_applied().to_vec())
         };
@@ -213,8 +207,7 @@ pub fn restore(
         if replaced {
             // Fold the live WAL into the file it belongs to, so no stale frames outlive the swap.
             let conn = connect(&live, Access::ReadWrite, config.busy_deadline)?;
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .map_err(|e| Error::sqlite(&live, e))?;
+            truncate_wal(&conn).map_err(|e| Error::sqlite(&live, e))?;
         }
         fs::rename(&temp, &live)
             .map_err(|e| Error::io("move the restored database to", &live, e))?;
@@ -428,26 +421,18 @@ fn tables_with_data(
     conn: &rusqlite::Connection,
     seeded: &[(String, i64)],
 ) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare(
-        "SELECT name FROM sqlite_schema WHERE type = 'table'
-           AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> ?1 ORDER BY name",
-    )?;
-    let names = stmt
-        .query_map([migrate::HISTORY_TABLE], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut holding = Vec::new();
-    for name in names {
+    for name in schema::user_tables(conn)? {
         let seeded = seeded
             .iter()
             .find(|(table, _)| *table == name)
             .map_or(0, |(_, n)| *n);
-        let quoted = name.replace('"', "\"\"");
         // Count no further than needed to know the table holds more than its seed.
-        let rows: i64 = conn.query_row(
-            &format!("SELECT count(*) FROM (SELECT 1 FROM \"{quoted}\" LIMIT ?1)"),
-            [seeded + 1],
-            |r| r.get(0),
-        )?;
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT ?1)",
+            schema::quote_ident(&name)
+        );
+        let rows: i64 = conn.query_row(&sql, [seeded + 1], |r| r.get(0))?;
         if rows > seeded {
             holding.push(name);
         }

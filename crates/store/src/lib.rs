@@ -59,6 +59,7 @@ mod lock;
 mod maintenance;
 mod migrate;
 mod prune;
+mod schema;
 mod store;
 mod tool;
 

@@ -183,10 +183,13 @@ impl Store {
     /// Checkpoints the WAL into the database and truncates it. Readers still in an older snapshot
     /// make this partial; that is not an error.
     pub fn truncate_wal(&self) -> Result<()> {
-        self.connection()
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(|e| self.error(e))
+        truncate_wal(self.connection()).map_err(|e| self.error(e))
     }
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)` on any connection. See [`Store::truncate_wal`].
+pub(crate) fn truncate_wal(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
 }
 
 fn freelist_count(conn: &rusqlite::Connection) -> rusqlite::Result<u64> {

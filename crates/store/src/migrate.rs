@@ -15,12 +15,13 @@ use std::path::Path;
 
 use refinery::{Migration, Runner, Target};
 use refinery_core::traits::sync::{Migrate, Query, Transaction};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::{Error, Result};
+use crate::schema;
 use crate::tool::Tool;
 
 /// refinery's history table.
@@ -52,20 +53,8 @@ pub(crate) struct Inspection {
 impl Inspection {
     pub fn read(conn: &Connection) -> rusqlite::Result<Inspection> {
         let application_id = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
-        let has_tables = conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM sqlite_schema WHERE type = 'table'
-                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> ?1)",
-            [HISTORY_TABLE],
-            |r| r.get(0),
-        )?;
-        let has_history = conn
-            .query_row(
-                "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-                [HISTORY_TABLE],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
+        let has_tables = !schema::user_tables(conn)?.is_empty();
+        let has_history = schema::has_table(conn, HISTORY_TABLE)?;
         let applied = if has_history {
             read_history(conn)?
         } else {
@@ -290,18 +279,10 @@ pub(crate) fn seeded_row_counts(
     {
         return Ok(Vec::new());
     }
-    let mut stmt = tx.prepare(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-    )?;
-    let names = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut counts = Vec::new();
-    for name in names {
-        let quoted = name.replace('"', "\"\"");
-        let count = tx.query_row(&format!("SELECT count(*) FROM \"{quoted}\""), [], |r| {
-            r.get(0)
-        })?;
+    for name in schema::user_tables(&tx)? {
+        let sql = format!("SELECT count(*) FROM {}", schema::quote_ident(&name));
+        let count = tx.query_row(&sql, [], |r| r.get(0))?;
         counts.push((name, count));
     }
     Ok(counts)

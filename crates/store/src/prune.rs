@@ -10,6 +10,7 @@ use rusqlite::types::Value;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::schema;
 use crate::store::Store;
 
 /// Which rows a prune removes.
@@ -172,7 +173,6 @@ impl Store {
         if !has_column {
             return Err(invalid(column));
         }
-        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-        Ok((quote(table), quote(column)))
+        Ok((schema::quote_ident(table), schema::quote_ident(column)))
     }
 }
