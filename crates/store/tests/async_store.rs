@@ -17,6 +17,17 @@ fn async_store(path: &std::path::Path) -> AsyncStore {
     AsyncStore::open(&NOTES_V2, &OpenConfig::for_path(&NOTES_V2, path)).unwrap()
 }
 
+/// Counts the notes through a pooled read connection.
+async fn note_count(store: &AsyncStore) -> i64 {
+    store
+        .read(|c| {
+            c.query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
+                .map_err(store::Error::from)
+        })
+        .await
+        .unwrap()
+}
+
 #[test]
 fn a_write_waiting_on_a_busy_database_does_not_block_the_executor() {
     let tmp = tempfile::tempdir().unwrap();
@@ -128,13 +139,7 @@ async fn many_tasks_read_and_write_at_once() {
     for task in tasks {
         task.await.unwrap();
     }
-    let total: i64 = store
-        .read(|c| {
-            c.query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
-                .map_err(store::Error::from)
-        })
-        .await
-        .unwrap();
+    let total = note_count(&store).await;
     assert_eq!(total, 400);
 }
 
@@ -161,13 +166,7 @@ async fn a_panicking_job_panics_in_its_caller_and_the_writer_keeps_going() {
         })
         .await
         .unwrap();
-    let n: i64 = store
-        .read(|c| {
-            c.query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
-                .map_err(store::Error::from)
-        })
-        .await
-        .unwrap();
+    let n = note_count(&store).await;
     assert_eq!(n, 1);
 }
 

@@ -238,12 +238,7 @@ fn every_restore_refusal_leaves_the_live_database_byte_identical() {
     )
     .unwrap();
 
-    let good = artefacts.join("good.db");
-    {
-        let store = open(&NOTES_V2, &artefacts.join("source.db"));
-        add_notes(&store, 2_000, 200);
-        store.backup_to(&good).unwrap();
-    }
+    let good = backup_of(&NOTES_V2, 2_000, &artefacts.join("good.db"));
     let truncated = artefacts.join("truncated.db");
     let bytes = fs::read(&good).unwrap();
     fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
@@ -313,12 +308,7 @@ fn every_restore_refusal_leaves_the_live_database_byte_identical() {
 fn restore_migrates_an_older_backup_and_swaps_it_in() {
     let tmp = tempfile::tempdir().unwrap();
     let (live, _) = live_database(tmp.path());
-    let old = tmp.path().join("old-backup.db");
-    {
-        let store = open(&NOTES_V1, &tmp.path().join("old.db"));
-        add_notes(&store, 3, 10);
-        store.backup_to(&old).unwrap();
-    }
+    let old = backup_of(&NOTES_V1, 3, &tmp.path().join("old-backup.db"));
     let out = run(notes(&live)
         .args(["db", "restore", "--force", "--json", "--in"])
         .arg(&old));
@@ -351,12 +341,7 @@ fn restore_migrates_an_older_backup_and_swaps_it_in() {
 #[test]
 fn restore_onto_a_new_machine_needs_no_force() {
     let tmp = tempfile::tempdir().unwrap();
-    let backup = tmp.path().join("backup.db");
-    {
-        let store = open(&NOTES_V2, &tmp.path().join("old.db"));
-        add_notes(&store, 4, 10);
-        store.backup_to(&backup).unwrap();
-    }
+    let backup = backup_of(&NOTES_V2, 4, &tmp.path().join("backup.db"));
     // Nothing there yet, and then a freshly created (seeded, but empty) database.
     let fresh = tmp.path().join("new/notes.db");
     let out = run(notes(&fresh).args(["db", "restore", "--in"]).arg(&backup));

@@ -10,11 +10,11 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use store::refinery::{Migration, Runner};
-use store::{DefaultPath, Location, OpenConfig, Store, Tool};
+use store::{DefaultPath, Location, OpenConfig, Store, Tool, with_suffix};
 
 pub const NOTES_APP_ID: i32 = 0x4e4f_5445;
 
@@ -94,6 +94,15 @@ pub fn add_notes(store: &Store, n: usize, pad: usize) {
             Ok::<_, store::Error>(())
         })
         .expect("insert notes");
+}
+
+/// Makes a database of `tool`'s schema holding `n` notes, backs it up to `backup` and returns it.
+pub fn backup_of(tool: &Tool, n: usize, backup: &Path) -> PathBuf {
+    let source = with_suffix(backup, ".source");
+    let store = open(tool, &source);
+    add_notes(&store, n, 200);
+    store.backup_to(backup).expect("back up");
+    backup.to_path_buf()
 }
 
 /// The `notes` example tool, built by cargo before the integration tests.
