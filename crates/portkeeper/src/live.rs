@@ -36,9 +36,14 @@ pub struct Observed {
 }
 
 /// Whether to bind-probe reserved ports that show no socket.
+///
+/// The kernel tables list every socket of the network namespace whoever owns it, so a probe only
+/// adds something for sockets outside those tables (another namespace sharing the port space, a
+/// restricted `/proc`). It costs four bind attempts per port, so commands about one port (`check`,
+/// `reserve`) probe, and commands over every reservation (`list`, `summary`, `stale`) do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeUnseen {
-    /// Probe (`check`, `list`): a port held by an invisible process shows as in use.
+    /// Probe: a port held by an invisible process shows as in use.
     Yes,
     /// Trust the snapshot alone.
     No,

@@ -20,7 +20,7 @@ pub fn run(ctx: &Context, args: &ListArgs) -> Result<u8> {
         tag: args.tag.clone(),
         ports: Vec::new(),
     };
-    let mut observed = observe_held(&store, &filter, ProbeUnseen::Yes, "list")?;
+    let mut observed = observe_held(&store, &filter, ProbeUnseen::No, "list")?;
     // Rows auto-released just now are gone from the list, as they are from the table's held set.
     observed.retain(|o| include_free || o.reservation.status.is_held());
     if !args.status.is_empty() {

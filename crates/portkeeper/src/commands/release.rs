@@ -41,7 +41,7 @@ pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<u8> {
         super::observe_held(
             &store,
             &Filter::default(),
-            crate::live::ProbeUnseen::Yes,
+            crate::live::ProbeUnseen::No,
             "release",
         )?;
     }

@@ -23,7 +23,7 @@ struct Stale {
 pub fn run(ctx: &Context, args: &StaleArgs) -> Result<u8> {
     let store = ctx.open()?;
     // A reservation whose server runs right now is not stale, whatever the table said before.
-    observe_held(&store, &Filter::default(), ProbeUnseen::Yes, "stale")?;
+    observe_held(&store, &Filter::default(), ProbeUnseen::No, "stale")?;
     let rows = store.read(|c| {
         let mut stmt = c.prepare(
             "SELECT number, projectName, reservedAt,

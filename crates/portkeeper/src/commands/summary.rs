@@ -28,7 +28,7 @@ struct Project {
 
 pub fn run(ctx: &Context) -> Result<u8> {
     let store = ctx.open()?;
-    observe_held(&store, &Filter::default(), ProbeUnseen::Yes, "summary")?;
+    observe_held(&store, &Filter::default(), ProbeUnseen::No, "summary")?;
     let (counts, projects) = store.snapshot(|c| {
         let counts = c.query_row(
             "SELECT reserved_count, in_use_count, free_count, total_count FROM v_port_summary",

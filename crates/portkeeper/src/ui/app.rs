@@ -155,7 +155,12 @@ impl App {
         let keys = [self.key_of(Tab::Reserved), self.key_of(Tab::Active)];
         self.projects = reserved
             .iter()
-            .map(|o| (o.reservation.number.get(), o.reservation.project_name.clone()))
+            .map(|o| {
+                (
+                    o.reservation.number.get(),
+                    o.reservation.project_name.clone(),
+                )
+            })
             .collect();
         self.reserved = reserved;
         self.snapshot = snapshot;
@@ -235,10 +240,7 @@ impl App {
             } => {
                 let mut text = format!("Release port {port} (project {project})?");
                 if !listeners.is_empty() {
-                    text.push_str(&format!(
-                        " {} keeps running.",
-                        listeners.join(", ")
-                    ));
+                    text.push_str(&format!(" {} keeps running.", listeners.join(", ")));
                 }
                 Some(format!("{text} [y/N]"))
             }
@@ -287,9 +289,7 @@ impl App {
                         pids: targets.iter().map(|t| t.pid).collect(),
                     }
                 } else {
-                    self.notice = Some(Notice::Info(format!(
-                        "Nothing signalled on port {port}."
-                    )));
+                    self.notice = Some(Notice::Info(format!("Nothing signalled on port {port}.")));
                     Action::None
                 }
             }
@@ -539,7 +539,11 @@ pub fn active_cells(s: &Socket, project: Option<&str>) -> [String; 7] {
         s.proto.to_string(),
         s.address.to_string(),
         s.port.to_string(),
-        if s.owners.is_empty() { "?".into() } else { pids },
+        if s.owners.is_empty() {
+            "?".into()
+        } else {
+            pids
+        },
         if s.owners.is_empty() {
             "(not visible)".into()
         } else {
@@ -643,7 +647,10 @@ pub(super) mod tests {
         assert_eq!(selected_port(&app), Some(3000), "clamped at the top");
         press(&mut app, &[KeyCode::Down]);
         assert_eq!(selected_port(&app), Some(8000));
-        press(&mut app, &[KeyCode::Char('j'), KeyCode::Char('j'), KeyCode::Down]);
+        press(
+            &mut app,
+            &[KeyCode::Char('j'), KeyCode::Char('j'), KeyCode::Down],
+        );
         assert_eq!(selected_port(&app), Some(9000), "clamped at the bottom");
         press(&mut app, &[KeyCode::Char('k')]);
         assert_eq!(selected_port(&app), Some(8000));
@@ -659,7 +666,11 @@ pub(super) mod tests {
         press(&mut app, &[KeyCode::Down, KeyCode::Down]);
         press(&mut app, &[KeyCode::Tab]);
         assert_eq!(app.tab(), Tab::Active);
-        assert_eq!(selected_port(&app), Some(5432), "the active table starts at its top");
+        assert_eq!(
+            selected_port(&app),
+            Some(5432),
+            "the active table starts at its top"
+        );
         press(&mut app, &[KeyCode::Down]);
         assert_eq!(selected_port(&app), Some(8000));
         press(&mut app, &[KeyCode::Tab]);
@@ -680,18 +691,29 @@ pub(super) mod tests {
     #[test]
     fn release_asks_for_confirmation_and_only_y_confirms() {
         let mut app = sample();
-        for refusal in [KeyCode::Char('n'), KeyCode::Char('x'), KeyCode::Enter, KeyCode::Esc] {
+        for refusal in [
+            KeyCode::Char('n'),
+            KeyCode::Char('x'),
+            KeyCode::Enter,
+            KeyCode::Esc,
+        ] {
             assert_eq!(press(&mut app, &[KeyCode::Char('d')]), Action::None);
             assert!(matches!(app.mode(), Mode::ConfirmRelease { .. }));
             let prompt = app.prompt().unwrap();
-            assert!(prompt.contains("port 3000") && prompt.contains("web"), "{prompt}");
+            assert!(
+                prompt.contains("port 3000") && prompt.contains("web"),
+                "{prompt}"
+            );
             assert_eq!(press(&mut app, &[refusal]), Action::None, "{refusal:?}");
             assert!(matches!(app.mode(), Mode::Normal));
             assert!(matches!(app.notice(), Some(Notice::Info(m)) if m.contains("Kept")));
         }
         press(&mut app, &[KeyCode::Delete]);
         let port = Port::new(3000).unwrap();
-        assert_eq!(press(&mut app, &[KeyCode::Char('y')]), Action::Release(port));
+        assert_eq!(
+            press(&mut app, &[KeyCode::Char('y')]),
+            Action::Release(port)
+        );
         assert!(matches!(app.mode(), Mode::Normal));
     }
 
@@ -700,7 +722,10 @@ pub(super) mod tests {
         let mut app = sample();
         press(&mut app, &[KeyCode::Down, KeyCode::Char('d')]);
         let prompt = app.prompt().unwrap();
-        assert!(prompt.contains("pid 4242 (python3) keeps running"), "{prompt}");
+        assert!(
+            prompt.contains("pid 4242 (python3) keeps running"),
+            "{prompt}"
+        );
     }
 
     #[test]
@@ -711,7 +736,10 @@ pub(super) mod tests {
         assert!(matches!(app.notice(), Some(Notice::Error(m)) if m.contains("not reserved")));
         press(&mut app, &[KeyCode::Down, KeyCode::Char('d')]);
         let port = Port::new(8000).unwrap();
-        assert_eq!(press(&mut app, &[KeyCode::Char('Y')]), Action::Release(port));
+        assert_eq!(
+            press(&mut app, &[KeyCode::Char('Y')]),
+            Action::Release(port)
+        );
     }
 
     #[test]
@@ -773,16 +801,31 @@ pub(super) mod tests {
     #[test]
     fn filter_narrows_both_tables_and_esc_clears_it() {
         let mut app = sample();
-        press(&mut app, &[KeyCode::Char('/'), KeyCode::Char('A'), KeyCode::Char('p')]);
+        press(
+            &mut app,
+            &[KeyCode::Char('/'), KeyCode::Char('A'), KeyCode::Char('p')],
+        );
         assert!(matches!(app.mode(), Mode::Filter));
-        assert_eq!(press(&mut app, &[KeyCode::Char('q')]), Action::None, "q is text here");
+        assert_eq!(
+            press(&mut app, &[KeyCode::Char('q')]),
+            Action::None,
+            "q is text here"
+        );
         press(&mut app, &[KeyCode::Backspace, KeyCode::Enter]);
         assert!(matches!(app.mode(), Mode::Normal));
-        let ports: Vec<u16> = app.reserved_rows().iter().map(|o| o.reservation.number.get()).collect();
+        let ports: Vec<u16> = app
+            .reserved_rows()
+            .iter()
+            .map(|o| o.reservation.number.get())
+            .collect();
         assert_eq!(ports, [8000], "'ap' matches project api only");
         let active: Vec<u16> = app.active_rows().iter().map(|s| s.port).collect();
         assert_eq!(active, [8000], "the socket of project api");
-        assert_eq!(press(&mut app, &[KeyCode::Esc]), Action::None, "Esc clears first");
+        assert_eq!(
+            press(&mut app, &[KeyCode::Esc]),
+            Action::None,
+            "Esc clears first"
+        );
         assert_eq!(app.reserved_rows().len(), 3);
         assert_eq!(press(&mut app, &[KeyCode::Esc]), Action::Quit);
     }
