@@ -109,13 +109,13 @@ pub struct AiArgs {
 A port held by another project is refused (exit 73) and left as it is."
 )]
 pub struct ReserveArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// Port(s) to reserve (1-65535).
     #[arg(required = true, value_name = "PORT")]
     pub ports: Vec<Port>,
     #[command(flatten)]
     pub fields: ReservationFields,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// The fields every new reservation takes.
@@ -146,8 +146,6 @@ pub struct ReservationFields {
 /// `portman release`
 #[derive(Debug, Args)]
 pub struct ReleaseArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// Port(s) to release.
     #[arg(value_name = "PORT")]
     pub ports: Vec<Port>,
@@ -166,13 +164,13 @@ pub struct ReleaseArgs {
     /// Age in days for --stale.
     #[arg(long, default_value_t = 30, requires = "stale")]
     pub days: u32,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// `portman list`
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// Only this live status (repeat for several).
     #[arg(short, long, value_name = "STATUS", value_parser = parse_status)]
     pub status: Vec<Status>,
@@ -185,6 +183,8 @@ pub struct ListArgs {
     /// Include released (free) rows too.
     #[arg(short, long)]
     pub all: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {
@@ -197,10 +197,10 @@ fn parse_status(s: &str) -> Result<Status, String> {
     after_help = "EXIT STATUS (scripts can branch on it):\n  0  free: not reserved, nothing listens\n  2  reserved, nothing listens\n  3  something listens (reserved or not)\n  64 not a port number"
 )]
 pub struct CheckArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// The port.
     pub port: Port,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// Protocol filter.
@@ -215,8 +215,6 @@ pub enum ProtoArg {
 /// `portman scan`
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// Only these ports or ranges (e.g. 3000 or 3000-3999).
     #[arg(
         short,
@@ -234,6 +232,8 @@ pub struct ScanArgs {
     /// Do not record the results in active_scans.
     #[arg(long)]
     pub no_record: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// `portman kill`
@@ -244,8 +244,6 @@ all of them. PID 1 and portman itself are refused (exit 77). If a process is sti
 --timeout it gets KILL; the port is then checked to be free (exit 1 if not)."
 )]
 pub struct KillArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// The port(s) to free.
     #[arg(required = true, value_name = "PORT")]
     pub ports: Vec<Port>,
@@ -264,6 +262,8 @@ pub struct KillArgs {
     /// Show what would be signalled, and signal nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// Parses `5s`, `500ms`, `2m` or a bare number of seconds.
@@ -297,8 +297,6 @@ A port is handed out only if it is unreserved, not in the avoid list, not bound 
 and a bind probe succeeds. Exit 69 when the range cannot satisfy the request."
 )]
 pub struct RequestArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// How many ports.
     #[arg(default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub count: u16,
@@ -315,6 +313,8 @@ pub struct RequestArgs {
     /// Take the lowest free ports first (the default; accepted for compatibility).
     #[arg(short = 's', long, hide = true)]
     pub sequential: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// Where `request` and `run` look for free ports.
@@ -367,8 +367,6 @@ pub struct RunArgs {
 /// `portman history`
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// Only this port.
     pub port: Option<Port>,
     /// Only this project.
@@ -383,23 +381,23 @@ pub struct HistoryArgs {
     /// At most this many entries, newest first.
     #[arg(short, long, default_value_t = 100)]
     pub limit: u32,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// `portman stale`
 #[derive(Debug, Args)]
 pub struct StaleArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// Reserved more than this many days ago.
     #[arg(long, default_value_t = 30)]
     pub days: u32,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// `portman export`
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// File to write, or - for stdout (the default). An existing file is not overwritten without --force.
     #[arg(value_name = "FILE|-")]
     pub file: Option<PathBuf>,
@@ -418,6 +416,8 @@ pub struct ExportArgs {
     /// A description stored with it.
     #[arg(short, long)]
     pub description: Option<String>,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// `portman import`
@@ -430,8 +430,6 @@ held by another project is a conflict (exit 73).\n  --replace makes the reservat
 file's: ports not in it are released."
 )]
 pub struct ImportArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// The file to read, or - for stdin.
     #[arg(value_name = "FILE|-", default_value = "-")]
     pub file: PathBuf,
@@ -444,6 +442,8 @@ pub struct ImportArgs {
     /// Show what would change, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// `portman db …`: the store's commands, plus `prune`.
@@ -458,8 +458,6 @@ pub enum DbCommand {
 /// `portman db prune`
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    #[command(flatten)]
-    pub out: JsonFlag,
     /// Delete history older than this many days.
     #[arg(long, default_value_t = 365)]
     pub history_days: u32,
@@ -469,6 +467,8 @@ pub struct PruneArgs {
     /// Count what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
 }
 
 /// `portman ui`

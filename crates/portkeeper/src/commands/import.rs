@@ -29,6 +29,11 @@ struct Report<'a> {
 /// Reads FILE (or stdin) as JSON, or as a database when it starts with the SQLite header.
 fn read(path: &Path) -> Result<Parsed> {
     if path.as_os_str() == "-" {
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(Error::Usage(
+                "give the file to import (`portman import full-backup.json`), or pipe it in".into(),
+            ));
+        }
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
