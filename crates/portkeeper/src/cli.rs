@@ -343,20 +343,11 @@ replaced. The port is released when the child exits, and when portman gets INT, 
 EXAMPLE:\n  portman run -n my-app -- python3 -m http.server {PORT}"
 )]
 pub struct RunArgs {
-    /// Project that owns the port.
-    #[arg(
-        short = 'n',
-        long = "project",
-        visible_alias = "name",
-        value_name = "PROJECT"
-    )]
-    pub project: String,
+    #[command(flatten)]
+    pub fields: ReservationFields,
     /// Use this port (reserved for the run); without it a free one is requested.
     #[arg(short, long)]
     pub port: Option<Port>,
-    /// What the port is for.
-    #[arg(short, long)]
-    pub description: Option<String>,
     #[command(flatten)]
     pub search: SearchArgs,
     /// The command and its arguments (after --).

@@ -13,9 +13,13 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 use serde::Serialize;
 
+use store::Store;
+
 use crate::error::{Error, Result};
+use crate::history::{self, Action, Actor};
 use crate::live::process_alive;
 use crate::port::Port;
+use crate::ports;
 use crate::sockets::{Proto, Snapshot, Socket};
 
 /// A process `kill` will signal, with the sockets that make it a target.
@@ -156,6 +160,46 @@ pub fn signal_all(targets: &[Target], signal: Signal, timeout: Duration) -> Resu
         signalled,
         escalated,
     })
+}
+
+/// Records a kill in `port_history` (when the port has a `ports` row: history rows need one) and
+/// returns the description written, e.g. `TERM to pid 42 (node); KILL after 5s to [42]`.
+pub fn record(
+    store: &Store,
+    port: Port,
+    signal: Signal,
+    targets: &[Target],
+    outcome: &Outcome,
+    timeout: Duration,
+    actor: &Actor,
+) -> Result<String> {
+    let summary = targets
+        .iter()
+        .map(|t| format!("pid {} ({})", t.pid, t.process))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut details = format!("{} to {summary}", signal_name(signal));
+    if !outcome.escalated.is_empty() {
+        details.push_str(&format!(
+            "; KILL after {timeout:?} to {:?}",
+            outcome.escalated
+        ));
+    }
+    store.write(|tx| {
+        if let Some(row) = ports::get(tx, port)? {
+            history::record(
+                tx,
+                port,
+                Action::Killed,
+                Some(&row.project_name),
+                row.description.as_deref(),
+                actor,
+                &details,
+            )?;
+        }
+        Ok::<_, Error>(())
+    })?;
+    Ok(details)
 }
 
 fn send(target: &Target, signal: Signal) -> Result<()> {

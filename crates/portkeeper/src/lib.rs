@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod configurations;
 pub mod error;
 pub mod history;
 pub mod kill;

@@ -27,14 +27,7 @@ pub fn text(text: &str) {
 
 /// Prints an error: `{"error":{…}}` on stdout under `--json`, `error: …` on stderr otherwise.
 pub fn error(json: bool, error: &Error) {
-    if json {
-        let body = serde_json::json!({
-            "error": { "code": error.code(), "message": error.to_string() }
-        });
-        println!("{body}");
-    } else {
-        eprintln!("error: {error}");
-    }
+    store::cli::print_failure(json, error.code(), &error.to_string());
 }
 
 /// A plain table: a header row and left-aligned columns two spaces apart.

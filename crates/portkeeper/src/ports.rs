@@ -268,49 +268,36 @@ pub fn held_ports(conn: &Connection) -> Result<Vec<Port>> {
 /// from the caller, because the trigger only fires on UPDATE.
 pub fn upsert(conn: &Connection, r: &Reservation) -> Result<Upserted> {
     let existed = get(conn, r.number)?.is_some();
-    if existed {
-        conn.prepare_cached(
-            "UPDATE ports SET projectName = ?2, description = ?3, status = ?4, pid = ?5,
-                 processName = ?6, reservedAt = ?7, lastSeenAt = ?8, autoRelease = ?9, tags = ?10,
-                 metadata = ?11
-             WHERE number = ?1",
-        )?
-        .execute(params![
-            r.number,
-            r.project_name,
-            r.description,
-            r.status.as_str(),
-            r.pid,
-            r.process_name,
-            r.reserved_at,
-            r.last_seen_at,
-            r.auto_release,
-            r.tags_json(),
-            r.metadata_json(),
-        ])?;
-        Ok(Upserted::Updated)
+    // On conflict this is an UPDATE, so the documented triggers fire (and set `updatedAt`).
+    conn.prepare_cached(
+        "INSERT INTO ports (number, projectName, description, status, pid, processName,
+             reservedAt, lastSeenAt, updatedAt, autoRelease, tags, metadata)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (number) DO UPDATE SET projectName = excluded.projectName,
+             description = excluded.description, status = excluded.status, pid = excluded.pid,
+             processName = excluded.processName, reservedAt = excluded.reservedAt,
+             lastSeenAt = excluded.lastSeenAt, autoRelease = excluded.autoRelease,
+             tags = excluded.tags, metadata = excluded.metadata",
+    )?
+    .execute(params![
+        r.number,
+        r.project_name,
+        r.description,
+        r.status.as_str(),
+        r.pid,
+        r.process_name,
+        r.reserved_at,
+        r.last_seen_at,
+        r.updated_at,
+        r.auto_release,
+        r.tags_json(),
+        r.metadata_json(),
+    ])?;
+    Ok(if existed {
+        Upserted::Updated
     } else {
-        conn.prepare_cached(
-            "INSERT INTO ports (number, projectName, description, status, pid, processName,
-                 reservedAt, lastSeenAt, updatedAt, autoRelease, tags, metadata)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?
-        .execute(params![
-            r.number,
-            r.project_name,
-            r.description,
-            r.status.as_str(),
-            r.pid,
-            r.process_name,
-            r.reserved_at,
-            r.last_seen_at,
-            r.updated_at,
-            r.auto_release,
-            r.tags_json(),
-            r.metadata_json(),
-        ])?;
-        Ok(Upserted::Inserted)
-    }
+        Upserted::Inserted
+    })
 }
 
 /// Whether [`upsert`] created the row or changed an existing one.

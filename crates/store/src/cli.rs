@@ -477,13 +477,17 @@ pub fn report<R: Serialize>(
 
 /// Prints an error as `error: …` on stderr, or as `{"error":{…}}` on stdout under `--json`.
 pub fn print_error(json: bool, error: &Error) {
+    print_failure(json, error.code(), &error.to_string());
+}
+
+/// Prints any tool's error the same way: `error: <message>` on stderr, or under `--json`
+/// `{"error":{"code":…,"message":…}}` on stdout, so a script reads one document whatever happened.
+pub fn print_failure(json: bool, code: &str, message: &str) {
     if json {
-        let body = serde_json::json!({
-            "error": { "code": error.code(), "message": error.to_string() }
-        });
+        let body = serde_json::json!({ "error": { "code": code, "message": message } });
         println!("{body}");
     } else {
-        eprintln!("error: {error}");
+        eprintln!("error: {message}");
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::Context;
 use crate::cli::ExportArgs;
+use crate::configurations::{self, Configuration};
 use crate::error::{Error, Result};
 use crate::history::current_user;
 use crate::output;
@@ -42,23 +43,22 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<u8> {
         )?;
         let doc = transfer::export_document(&rows, &user)?;
         let name = args.name.clone().unwrap_or_else(|| {
-            target
-                .as_deref()
-                .and_then(Path::file_name)
-                .map_or_else(|| "export".to_string(), |n| n.to_string_lossy().into_owned())
+            target.as_deref().and_then(Path::file_name).map_or_else(
+                || "export".to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
         });
-        tx.execute(
-            "INSERT INTO configurations (name, description, data, version, createdAt, createdBy, checksum)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            rusqlite::params![
-                name,
-                args.description,
-                doc.to_string(),
-                transfer::VERSION,
-                crate::timestamp::now(),
-                user,
-                doc["checksum"].as_str(),
-            ],
+        let data = doc.to_string();
+        configurations::save(
+            tx,
+            &Configuration {
+                name: &name,
+                description: args.description.as_deref(),
+                data: &data,
+                version: transfer::VERSION,
+                created_by: &user,
+                checksum: doc["checksum"].as_str(),
+            },
         )?;
         Ok::<_, Error>((doc, rows.len()))
     })?;

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::Context;
 use crate::cli::ImportArgs;
+use crate::configurations::{self, Configuration};
 use crate::error::{Error, Result};
 use crate::history::{self, Action, Actor};
 use crate::legacy;
@@ -113,18 +114,19 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<u8> {
             ports::release(tx, *port)?;
             history::annotate(tx, *port, &actor, &format!("not in {source_name} (--replace)"))?;
         }
-        tx.execute(
-            "INSERT INTO configurations (name, description, data, version, createdAt, createdBy, checksum)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            rusqlite::params![
-                format!("import: {source_name}"),
-                format!("{mode} import of {} reservation(s)", parsed.rows.len()),
-                serde_json::to_string(&parsed.rows).unwrap_or_default(),
-                parsed.version.clone().unwrap_or_else(|| "database".into()),
-                crate::timestamp::now(),
-                actor.user,
-                parsed.checksum,
-            ],
+        let name = format!("import: {source_name}");
+        let description = format!("{mode} import of {} reservation(s)", parsed.rows.len());
+        let data = serde_json::to_string(&parsed.rows).unwrap_or_default();
+        configurations::save(
+            tx,
+            &Configuration {
+                name: &name,
+                description: Some(&description),
+                data: &data,
+                version: parsed.version.as_deref().unwrap_or("database"),
+                created_by: &actor.user,
+                checksum: parsed.checksum.as_deref(),
+            },
         )?;
         let released = diff.removed.len();
         Ok::<_, Error>((diff, imported, released))

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Context, proto, snapshot_of};
 use crate::cli::KillArgs;
 use crate::error::{Error, Result};
-use crate::history::{self, Action, Actor};
+use crate::history::Actor;
 use crate::kill::{self, Target};
 use crate::live::{self, ProbeUnseen};
 use crate::output;
@@ -90,32 +90,15 @@ pub fn run(ctx: &Context, args: &KillArgs) -> Result<u8> {
         }
         let outcome = kill::signal_all(&targets, signal, args.timeout)?;
         let free = wait_until_free(port, protocol)?;
-        let summary = targets
-            .iter()
-            .map(|t| format!("pid {} ({})", t.pid, t.process))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut details = format!("{} to {summary}", kill::signal_name(signal));
-        if !outcome.escalated.is_empty() {
-            details.push_str(&format!(
-                "; KILL after {:?} to {:?}",
-                args.timeout, outcome.escalated
-            ));
-        }
-        store.write(|tx| {
-            if let Some(row) = ports::get(tx, port)? {
-                history::record(
-                    tx,
-                    port,
-                    Action::Killed,
-                    Some(&row.project_name),
-                    row.description.as_deref(),
-                    &actor,
-                    &details,
-                )?;
-            }
-            Ok::<_, Error>(())
-        })?;
+        kill::record(
+            &store,
+            port,
+            signal,
+            &targets,
+            &outcome,
+            args.timeout,
+            &actor,
+        )?;
         if !ctx.json {
             if !outcome.escalated.is_empty() {
                 output::text(&format!(

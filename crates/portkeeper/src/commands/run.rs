@@ -15,27 +15,20 @@ use signal_hook::iterator::SignalsInfo;
 use signal_hook::iterator::exfiltrator::WithOrigin;
 
 use super::request::{range, snapshot_in};
-use super::{Context, snapshot_of};
+use super::{Context, snapshot_of, template};
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::history::{self, Actor};
 use crate::port::Port;
 use crate::ports;
-use crate::request::{self, Request, Reserved, Template};
+use crate::request::{self, Request, Reserved};
 
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<u8> {
-    let project = args.project.trim().to_string();
-    if project.is_empty() {
-        return Err(Error::Usage("the project name (-n) is empty".into()));
+    let mut template = template(&args.fields)?;
+    let project = args.fields.project.trim().to_string();
+    if template.description.is_none() {
+        template.description = Some(format!("portman run: {}", args.command.join(" ")));
     }
-    let template = Template {
-        description: Some(
-            args.description
-                .clone()
-                .unwrap_or_else(|| format!("portman run: {}", args.command.join(" "))),
-        ),
-        ..Template::default()
-    };
     let store = ctx.open()?;
     let actor = Actor::current("run");
 

@@ -25,7 +25,7 @@ use store::Store;
 use crate::cli::UiArgs;
 use crate::commands::{Context, snapshot_of};
 use crate::error::{Error, Result};
-use crate::history::{self, Action as HistoryAction, Actor};
+use crate::history::{self, Actor};
 use crate::kill;
 use crate::live::{self, Observed, ProbeUnseen};
 use crate::port::Port;
@@ -192,32 +192,15 @@ fn kill_listeners(store: &Store, port: Port, pids: &[u32]) -> Result<String> {
         )));
     }
     let outcome = kill::signal_all(&targets, Signal::TERM, KILL_TIMEOUT)?;
-    let summary = targets
-        .iter()
-        .map(|t| format!("pid {} ({})", t.pid, t.process))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut details = format!("TERM to {summary}");
-    if !outcome.escalated.is_empty() {
-        details.push_str(&format!(
-            "; KILL after {KILL_TIMEOUT:?} to {:?}",
-            outcome.escalated
-        ));
-    }
     let actor = Actor::current("ui");
-    store.write(|tx| {
-        if let Some(row) = ports::get(tx, port)? {
-            history::record(
-                tx,
-                port,
-                HistoryAction::Killed,
-                Some(&row.project_name),
-                row.description.as_deref(),
-                &actor,
-                &details,
-            )?;
-        }
-        Ok::<_, Error>(())
-    })?;
+    let details = kill::record(
+        store,
+        port,
+        Signal::TERM,
+        &targets,
+        &outcome,
+        KILL_TIMEOUT,
+        &actor,
+    )?;
     Ok(format!("Port {port}: sent {details}."))
 }
