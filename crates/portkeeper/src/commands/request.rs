@@ -16,7 +16,7 @@ pub fn range(search: &SearchArgs) -> Result<PortRange> {
 
 /// A snapshot of the sockets in `range`. Owners are not needed to allocate, only which ports are bound.
 pub fn snapshot_in(range: PortRange) -> Result<Snapshot> {
-    Snapshot::take_filtered(|p| p >= range.start.get() && p <= range.end.get())
+    Snapshot::take_unowned(|p| p >= range.start.get() && p <= range.end.get())
         .map_err(|e| Error::Scan(e.to_string()))
 }
 

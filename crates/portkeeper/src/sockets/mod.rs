@@ -2,13 +2,17 @@
 //!
 //! Reserving a port is only useful if portman can tell which ports are already taken and by whom.
 //! This module lists every listening TCP socket and every bound, unconnected UDP socket (IPv4 and
-//! IPv6) with the processes and user that own it, in one [`Snapshot`] per call, by reading Linux's
-//! `/proc` directly instead of running `ss` or `lsof`. Sockets we cannot see (another network
+//! IPv6) with the processes and user that own it, in one [`Snapshot`] per call, by asking Linux
+//! directly instead of running `ss` or `lsof`: through netlink `sock_diag` where the kernel offers
+//! it, else by reading `/proc/net` (see [`Source`]). Sockets we cannot see (another network
 //! namespace, a hidden `/proc`) are covered by [`probe`], which asks the kernel by binding the port,
 //! so that a port held out of our sight is never reported free.
 
+mod netlink;
 mod owners;
 mod procfs;
+
+pub use owners::user_name;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -107,16 +111,47 @@ pub struct Snapshot {
     sockets: Vec<Socket>,
 }
 
+/// Where a snapshot reads the kernel's socket tables from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Netlink `sock_diag` dumps, as `ss` does: only listening TCP and unconnected UDP sockets
+    /// are visited, so the cost does not grow with established connections.
+    Netlink,
+    /// The text tables `/proc/net/{tcp,tcp6,udp,udp6}`: every TCP connection is printed by the
+    /// kernel and skipped by us, but they work where netlink is forbidden.
+    Procfs,
+}
+
 impl Snapshot {
     /// Lists every listening TCP socket and bound UDP socket, with owners and users.
+    ///
+    /// The tables are read through [`Source::Netlink`]; where that is unavailable (a sandbox
+    /// without `sock_diag`, a refusal by the kernel), through [`Source::Procfs`], with the same
+    /// result.
     pub fn take() -> Result<Snapshot, ScanError> {
-        scan(&|_| true)
+        scan(None, &|_| true, Owners::Find)
     }
 
     /// Like [`Snapshot::take`], but keeps only sockets on ports for which `wanted` is true; the
     /// costly search for owning processes covers only those, and is skipped when none is found.
     pub fn take_filtered(wanted: impl Fn(u16) -> bool) -> Result<Snapshot, ScanError> {
-        scan(&wanted)
+        scan(None, &wanted, Owners::Find)
+    }
+
+    /// Like [`Snapshot::take_filtered`], but without looking for owning processes at all: every
+    /// socket's [`Socket::owners`] is empty (its uid and user are still filled in).
+    ///
+    /// The search for owners reads every process's open files and costs far more than listing
+    /// the sockets; use this when only the ports held matter, as when allocating a free one.
+    pub fn take_unowned(wanted: impl Fn(u16) -> bool) -> Result<Snapshot, ScanError> {
+        scan(None, &wanted, Owners::Skip)
+    }
+
+    /// Like [`Snapshot::take_filtered`], reading the tables from `source` only, with no fallback:
+    /// an unavailable source is an error. For tests and diagnostics; callers otherwise want
+    /// [`Snapshot::take_filtered`], which picks the source itself.
+    pub fn take_from(source: Source, wanted: impl Fn(u16) -> bool) -> Result<Snapshot, ScanError> {
+        scan(Some(source), &wanted, Owners::Find)
     }
 
     /// A snapshot of the given sockets, for callers that build one themselves (tests, replays).
@@ -200,6 +235,15 @@ pub enum ScanError {
         /// The line, trimmed.
         text: String,
     },
+    /// Netlink `sock_diag` could not list a table, when it was the required source.
+    #[error("cannot list the kernel socket table {table} through netlink sock_diag: {source}")]
+    Netlink {
+        /// The table's name: `tcp`, `tcp6`, `udp` or `udp6`.
+        table: &'static str,
+        /// What the kernel or the reply said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The list of processes, `/proc`, could not be read to find socket owners.
     #[error("cannot list processes in /proc to find socket owners: {source}")]
     Processes {
@@ -209,22 +253,89 @@ pub enum ScanError {
     },
 }
 
-/// Reads the tables once, keeps wanted sockets, and names their owners and users.
-fn scan(wanted: &dyn Fn(u16) -> bool) -> Result<Snapshot, ScanError> {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut rows = Vec::new();
+/// Whether a scan looks for the processes owning its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owners {
+    Find,
+    Skip,
+}
+
+/// Appends the wanted rows of every table to `rows`, from `source`, or when it is `None` from
+/// netlink with `/proc` standing in for every table netlink fails to give.
+fn read_rows(
+    source: Option<Source>,
+    wanted: &dyn Fn(u16) -> bool,
+    rows: &mut Vec<procfs::Row>,
+) -> Result<(), ScanError> {
+    let required = source == Some(Source::Netlink);
+    let mut dumper = match source {
+        Some(Source::Procfs) => None,
+        Some(Source::Netlink) => {
+            Some(
+                netlink::Dumper::open().map_err(|source| ScanError::Netlink {
+                    table: procfs::TABLES[0].name,
+                    source,
+                })?,
+            )
+        }
+        None => netlink::Dumper::open().ok(),
+    };
+    let mut buf = Vec::new();
     for table in &procfs::TABLES {
+        if let Some(netlink) = dumper.as_mut() {
+            let kept = rows.len();
+            match netlink.dump(table, wanted, rows) {
+                Ok(()) => continue,
+                Err(source) if required => {
+                    return Err(ScanError::Netlink {
+                        table: table.name,
+                        source,
+                    });
+                }
+                Err(_) => {
+                    // Whatever the failure (no sock_diag for this protocol, a refusal, a reply
+                    // we do not understand), /proc answers for this table and the rest, and the
+                    // part of the table already read is dropped.
+                    rows.truncate(kept);
+                    dumper = None;
+                }
+            }
+        }
+        if buf.capacity() == 0 {
+            buf.reserve(64 * 1024);
+        }
         procfs::read_table(table, &mut buf)?;
-        procfs::parse_table(table, &buf, wanted, &mut rows)?;
+        procfs::parse_table(table, &buf, wanted, rows)?;
     }
+    Ok(())
+}
+
+/// Reads the tables once, keeps wanted sockets, and names their users and, unless told to skip
+/// it, their owners.
+fn scan(
+    source: Option<Source>,
+    wanted: &dyn Fn(u16) -> bool,
+    find_owners: Owners,
+) -> Result<Snapshot, ScanError> {
+    let mut rows = Vec::new();
+    read_rows(source, wanted, &mut rows)?;
+    // A table read while sockets come and go can list one twice: /proc resumes each read() by
+    // position, and a netlink dump resumes each reply the same way. A socket is one inode.
+    rows.sort_unstable_by_key(|row| (row.port, row.proto, row.family, row.address, row.inode));
+    rows.dedup_by_key(|row| row.inode);
     if rows.is_empty() {
         return Ok(Snapshot::default());
     }
 
-    let mut inodes: Vec<u64> = rows.iter().map(|row| row.inode).collect();
-    inodes.sort_unstable();
-    inodes.dedup();
-    let holders = owners::socket_owners(&inodes)?;
+    let holders = match find_owners {
+        Owners::Find => {
+            let mut inodes: Vec<u64> = rows.iter().map(|row| row.inode).collect();
+            inodes.sort_unstable();
+            inodes.dedup();
+            owners::socket_owners(&inodes)?
+        }
+        Owners::Skip => Vec::new(),
+    };
 
     // One comm read per owning process; a process that exited since the walk owns nothing.
     let mut pids: Vec<u32> = holders.iter().map(|&(_, pid)| pid).collect();

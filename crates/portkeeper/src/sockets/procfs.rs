@@ -1,9 +1,12 @@
 //! The kernel's socket tables, `/proc/net/{tcp,tcp6,udp,udp6}`, read and parsed.
 //!
-//! These four text files are the one place that lists every socket of the network namespace
-//! without a netlink client or special privileges. This part reads each table once into a buffer
-//! the caller reuses, and parses it in place: a row that is not a listening TCP socket or a bound,
-//! unconnected UDP socket is dropped after looking at two fields, and no row allocates.
+//! These four text files list every socket of the network namespace without special privileges.
+//! Netlink `sock_diag` (the `netlink` module) gives the same rows far cheaper, since these files
+//! make the kernel print every TCP connection too; they remain the fallback where netlink is
+//! forbidden, and the reference the netlink rows are tested against. This part reads each table
+//! once into a buffer the caller reuses, and parses it in place: a row that is not a listening TCP
+//! socket or a bound, unconnected UDP socket is dropped after looking at two fields, and no row
+//! allocates.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -14,6 +17,8 @@ use super::{Family, Proto, ScanError};
 /// One kernel socket table and what its rows are.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Table {
+    /// Its short name, `tcp6` for instance.
+    pub(super) name: &'static str,
     /// Where the kernel publishes it.
     pub(super) path: &'static str,
     /// The transport protocol of every row.
@@ -25,21 +30,25 @@ pub(super) struct Table {
 /// The four tables, in the order they are read.
 pub(super) const TABLES: [Table; 4] = [
     Table {
+        name: "tcp",
         path: "/proc/net/tcp",
         proto: Proto::Tcp,
         family: Family::Ipv4,
     },
     Table {
+        name: "tcp6",
         path: "/proc/net/tcp6",
         proto: Proto::Tcp,
         family: Family::Ipv6,
     },
     Table {
+        name: "udp",
         path: "/proc/net/udp",
         proto: Proto::Udp,
         family: Family::Ipv4,
     },
     Table {
+        name: "udp6",
         path: "/proc/net/udp6",
         proto: Proto::Udp,
         family: Family::Ipv6,
