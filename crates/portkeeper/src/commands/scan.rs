@@ -96,10 +96,16 @@ pub fn run(ctx: &Context, args: &ScanArgs) -> Result<u8> {
         })
         .collect();
     if ctx.json {
-        output::json(&serde_json::json!({
-            "scannedAt": timestamp::to_rfc3339(&scanned_at),
-            "sockets": seen,
-        }));
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Scan<'a> {
+            scanned_at: String,
+            sockets: &'a [Seen<'a>],
+        }
+        output::json(&Scan {
+            scanned_at: timestamp::to_rfc3339(&scanned_at),
+            sockets: &seen,
+        });
         return Ok(0);
     }
     if seen.is_empty() {
