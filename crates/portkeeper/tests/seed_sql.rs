@@ -133,9 +133,18 @@ fn every_documented_statement_runs_unchanged_and_answers_its_heading() {
                 assert_eq!(ports, [3000, 43101]);
             }
             "Get Port History" => {
-                let actions: Vec<&str> = got.iter().map(|r| text(&r["action"])).collect();
-                assert_eq!(actions, ["reserved", "released", "reserved", "reserved"]);
+                // Newest first; rows within one second tie, as `datetime('now')` has seconds.
+                let mut actions: Vec<&str> = got.iter().map(|r| text(&r["action"])).collect();
+                let when: Vec<&str> = got.iter().map(|r| text(&r["performedAt"])).collect();
+                assert!(when.windows(2).all(|w| w[0] >= w[1]), "{when:?}");
+                assert_eq!(
+                    got[3]["description"],
+                    Value::Null,
+                    "the year-old row is last"
+                );
                 assert_eq!(text(&got[0]["description"]), "React dev server");
+                actions.sort();
+                assert_eq!(actions, ["released", "reserved", "reserved", "reserved"]);
             }
             "Find Stale Reservations" => {
                 assert_eq!(got.len(), 1, "{got:?}");
