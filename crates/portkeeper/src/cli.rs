@@ -78,6 +78,8 @@ pub enum Command {
     Ai(AiArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Print the manual page, or write one page per command into a directory.
+    Man(ManArgs),
 }
 
 /// `--json`, on every command that prints data.
@@ -468,6 +470,17 @@ pub struct UiArgs {
     /// Seconds between automatic refreshes.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub refresh: std::time::Duration,
+}
+
+/// `portman man`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "EXAMPLES:\n  portman man | man -l -\n  portman man --out ~/.local/share/man/man1   # portman.1, portman-reserve.1, …"
+)]
+pub struct ManArgs {
+    /// Write portman.1 and portman-<command>.1 for every command into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// `portman completions`

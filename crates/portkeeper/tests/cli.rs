@@ -382,3 +382,24 @@ fn a_database_from_another_tool_is_refused_untouched() {
     assert_eq!(code, 65, "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
+
+#[test]
+fn the_manual_has_a_page_for_portman_and_each_command() {
+    let env = Env::new();
+    let page = env.ok(&["man"]);
+    assert!(page.contains(".TH portman 1"), "{page}");
+    assert!(page.contains("EXIT STATUS"));
+    let dir = env.path("man1");
+    env.ok(&["man", "--out", dir.to_str().unwrap()]);
+    let kill = std::fs::read_to_string(dir.join("portman-kill.1")).unwrap();
+    assert!(
+        kill.contains("portman kill") && kill.contains("\\-\\-timeout"),
+        "{kill}"
+    );
+    let count = std::fs::read_dir(&dir).unwrap().count();
+    let commands = portkeeper::cli::Cli::command()
+        .get_subcommands()
+        .filter(|c| c.get_name() != "help")
+        .count();
+    assert_eq!(count, commands + 1);
+}

@@ -64,7 +64,11 @@ fn wants_json(command: &Command) -> bool {
         Command::Import(a) => a.out.json,
         Command::Ai(a) => a.out.json,
         Command::Db(crate::cli::DbCommand::Prune(a)) => a.out.json,
-        Command::Db(_) | Command::Run(_) | Command::Ui(_) | Command::Completions(_) => false,
+        Command::Db(_)
+        | Command::Run(_)
+        | Command::Ui(_)
+        | Command::Completions(_)
+        | Command::Man(_) => false,
     }
 }
 
@@ -94,6 +98,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ui(args) => crate::ui::run(&ctx, args),
         Command::Ai(_) => ai::run(&ctx),
         Command::Completions(args) => completions::run(args),
+        Command::Man(args) => completions::man(args),
     };
     ExitCode::from(match result {
         Ok(code) => code,
