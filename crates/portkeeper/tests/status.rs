@@ -190,3 +190,36 @@ fn run_releases_the_port_when_portman_is_terminated() {
     assert_eq!(status.code(), Some(143));
     assert_eq!(env.json(&["list"], 0), serde_json::json!([]));
 }
+
+#[test]
+fn a_port_held_by_a_socket_the_tables_do_not_show_is_in_use_never_free() {
+    use portkeeper::live::{self, ProbeUnseen};
+    use portkeeper::ports::{self, Filter, Status};
+    use portkeeper::sockets::Snapshot;
+
+    let env = Env::new();
+    // A socket bound without listen(): no kernel table lists it as a listener, yet the port is taken.
+    let hidden = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hidden.local_addr().unwrap().port().to_string();
+    env.ok(&["reserve", &port, "-n", "web"]);
+    let store = store::Store::open(
+        &portkeeper::schema::TOOL,
+        &store::OpenConfig {
+            allow_unsupported_fs: true,
+            ..store::OpenConfig::for_path(&portkeeper::schema::TOOL, env.db())
+        },
+    )
+    .unwrap();
+    let rows = store.read(|c| ports::list(c, &Filter::default())).unwrap();
+    // Even with a snapshot that sees nothing at all, the bind probe catches it.
+    let observed =
+        live::observe(&store, &Snapshot::default(), rows, ProbeUnseen::Yes, "test").unwrap();
+    assert_eq!(observed[0].reservation.status, Status::InUse);
+    assert!(observed[0].hidden_holder);
+    // And `check` of an unreserved port held that way is not "free".
+    let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = other.local_addr().unwrap().port().to_string();
+    let (code, out, _) = env.run(&["check", &udp_port]);
+    assert_eq!(code, 3, "{out}");
+    drop(hidden);
+}
