@@ -22,9 +22,9 @@ pub mod request;
 pub mod scans;
 pub mod schema;
 pub mod sockets;
-pub mod timestamp;
 pub mod transfer;
 pub mod ui;
 
 pub use error::{Error, Result};
+pub use store::timestamp;
 pub use port::{Port, PortRange};

@@ -61,6 +61,7 @@ mod migrate;
 mod prune;
 mod schema;
 mod store;
+pub mod timestamp;
 mod tool;
 
 pub use backup::{BackupReport, ResetReport, RestoreReport, backup, reset, restore};

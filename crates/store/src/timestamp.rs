@@ -1,9 +1,10 @@
-//! The one timestamp encoding of Port Keeper's tables, and conversions at the edges.
+//! SQLite's own timestamp text, and conversions at the edges.
 //!
-//! The seed's defaults and triggers write `datetime('now')`, i.e. `YYYY-MM-DD HH:MM:SS` in UTC, so
-//! every timestamp we write uses exactly that form too (one encoding per table, comparable as text and
-//! readable by `julianday()`). JSON output and exports use RFC 3339 (`2024-01-20T10:30:00Z`); imports
-//! accept RFC 3339, the SQLite form, and Unix milliseconds, and normalise to the stored form.
+//! Documented schemas default their time columns to `datetime('now')` or `CURRENT_TIMESTAMP`, i.e.
+//! `YYYY-MM-DD HH:MM:SS` in UTC, so tools write exactly that form too (one encoding per table,
+//! comparable as text and readable by `julianday()`). JSON output uses RFC 3339
+//! (`2024-01-20T10:30:00Z`); [`parse`] accepts RFC 3339, the SQLite form, and Unix seconds or
+//! milliseconds, so imports can normalise to the stored form.
 
 use time::format_description::FormatItem;
 use time::macros::format_description;
