@@ -1,0 +1,1 @@
+//! cpm: a self-hosted git repository manager.
