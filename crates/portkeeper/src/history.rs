@@ -31,13 +31,9 @@ impl Actor {
     }
 }
 
-/// The user name: `$USER`, else `$LOGNAME`, else the name of our uid in `/etc/passwd`.
+/// The user name: `$USER`, else `$LOGNAME`, else the name of our uid.
 pub fn current_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| crate::sockets::user_name(rustix::process::getuid().as_raw()))
+    store::cli::os_user()
 }
 
 /// A documented history action.

@@ -26,5 +26,5 @@ pub mod transfer;
 pub mod ui;
 
 pub use error::{Error, Result};
-pub use store::timestamp;
 pub use port::{Port, PortRange};
+pub use store::timestamp;

@@ -162,7 +162,7 @@ pub(crate) fn process_alive(pid: i32) -> bool {
 }
 
 /// Moves `from` to `to` atomically, failing with `AlreadyExists` instead of replacing `to`.
-pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
     match rustix::fs::renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),
         // Filesystems without RENAME_NOREPLACE: a hard link also refuses an existing target.

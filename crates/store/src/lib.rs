@@ -68,7 +68,9 @@ pub use backup::{BackupReport, ResetReport, RestoreReport, backup, reset, restor
 #[cfg(feature = "tokio")]
 pub use concurrent::AsyncStore;
 pub use error::{Error, Result, exit};
-pub use fsys::{SQLITE_HEADER, UNSUPPORTED_FILESYSTEMS, unsupported_filesystem, with_suffix};
+pub use fsys::{
+    SQLITE_HEADER, UNSUPPORTED_FILESYSTEMS, rename_no_replace, unsupported_filesystem, with_suffix,
+};
 pub use location::{DefaultPath, Location, Origin, Resolved};
 pub use lock::InstanceLock;
 pub use maintenance::{
