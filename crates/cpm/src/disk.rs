@@ -48,12 +48,14 @@ impl Root {
     /// Refuses a path that is not strictly inside the root, or that passes through a symlink.
     pub fn check_inside(&self, path: &Path) -> Result<()> {
         let rest = path.strip_prefix(&self.path).map_err(|_| outside(path))?;
+        if rest.as_os_str().is_empty()
+            || !rest.components().all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(outside(path));
+        }
         let mut at = self.path.clone();
         for part in rest.components() {
-            match part {
-                Component::Normal(p) => at.push(p),
-                _ => return Err(outside(path)),
-            }
+            at.push(part);
             match std::fs::symlink_metadata(&at) {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Err(Error::Invalid(format!(
@@ -66,9 +68,6 @@ impl Root {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                 Err(e) => return Err(Error::io(&at, e)),
             }
-        }
-        if rest.as_os_str().is_empty() {
-            return Err(outside(path));
         }
         Ok(())
     }
