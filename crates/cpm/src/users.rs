@@ -306,3 +306,26 @@ fn sync_documented_key(conn: &Connection, user_id: i64) -> Result<()> {
     .execute([user_id])?;
     Ok(())
 }
+
+/// Brings keys from the documented `users.public_key` column into `user_keys`, for databases made
+/// by the original cpm (run once, when the `user_keys` migration is applied). A key that does not
+/// parse, or that another user already has, is left only in the old column.
+pub fn backfill_keys(conn: &Connection) -> Result<usize> {
+    let mut stmt = conn.prepare(
+        "SELECT id, public_key FROM users
+         WHERE public_key IS NOT NULL AND public_key != ''
+           AND id NOT IN (SELECT user_id FROM user_keys)",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut added = 0;
+    for (user_id, text) in rows {
+        if let Ok(key) = crate::keys::parse_public_key(&text)
+            && add_key(conn, user_id, &key, None).is_ok()
+        {
+            added += 1;
+        }
+    }
+    Ok(added)
+}

@@ -39,7 +39,12 @@ pub struct Ctx {
 impl Ctx {
     /// Opens (creating and migrating if needed) the database.
     pub fn open(&self) -> Result<Store> {
-        Ok(Store::open(&TOOL, &self.db)?)
+        let store = Store::open(&TOOL, &self.db)?;
+        if store.migrations_applied().contains(&2) {
+            // Just adopted or created: keys the original kept in `users.public_key` move over.
+            store.write(|tx| crate::users::backfill_keys(tx))?;
+        }
+        Ok(store)
     }
 
     /// Opens the repository root.
