@@ -89,7 +89,7 @@ impl DbCommand {
 )]
 pub struct BackupArgs {
     /// File to create, or directory to create a timestamped file in.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, visible_alias = "output", value_name = "PATH")]
     pub out: PathBuf,
     /// Print the result as JSON.
     #[arg(long)]
