@@ -4,6 +4,7 @@
 //! repo_root = "/srv/git"   # default: ~/.cpm/repos
 //! delete = "trash"         # or "purge": what `repo delete` and `org delete` do with directories
 //! format = "table"         # default --format: table, json or yaml
+//! default_branch = "main"  # what HEAD of a new repository names
 //! ```
 //!
 //! The file is optional. `--config PATH` or `CPM_CONFIG` point elsewhere; `CPM_REPO_ROOT` overrides
@@ -45,6 +46,7 @@ struct File {
     repo_root: Option<PathBuf>,
     delete: Option<DeleteMode>,
     format: Option<Format>,
+    default_branch: Option<String>,
 }
 
 /// The effective configuration.
@@ -56,6 +58,8 @@ pub struct Config {
     pub delete: DeleteMode,
     /// The default output format.
     pub format: Format,
+    /// The branch HEAD of a new repository names.
+    pub default_branch: String,
     /// The file it came from, if one existed.
     pub source: Option<PathBuf>,
 }
@@ -106,8 +110,25 @@ impl Config {
             repo_root,
             delete: file.delete.unwrap_or_default(),
             format: file.format.unwrap_or_default(),
+            default_branch: check_branch(file.default_branch.as_deref().unwrap_or("main"))?,
             source,
         })
+    }
+}
+
+fn check_branch(name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && !name.starts_with(['-', '.', '/'])
+        && !name.contains("..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(Error::Config(format!(
+            "default_branch '{name}' is not a branch name"
+        )))
     }
 }
 

@@ -19,11 +19,12 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct Root {
     path: PathBuf,
+    default_branch: String,
 }
 
 impl Root {
-    /// Opens (creating, 0700) the root directory.
-    pub fn open(path: &Path) -> Result<Root> {
+    /// Opens (creating, 0700) the root directory; new repositories' HEAD names `default_branch`.
+    pub fn open(path: &Path, default_branch: &str) -> Result<Root> {
         if !path.is_absolute() {
             return Err(Error::Config(format!(
                 "the repository root {} must be an absolute path",
@@ -32,7 +33,10 @@ impl Root {
         }
         create_private_dir(path)?;
         let path = path.canonicalize().map_err(|e| Error::io(path, e))?;
-        Ok(Root { path })
+        Ok(Root {
+            path,
+            default_branch: default_branch.to_string(),
+        })
     }
 
     /// The root directory.
@@ -90,6 +94,7 @@ impl Root {
         let _ = std::fs::remove_dir_all(&temp);
         let out = Command::new("git")
             .args(["init", "--bare", "--quiet"])
+            .arg(format!("--initial-branch={}", self.default_branch))
             .arg(&temp)
             .env("GIT_TERMINAL_PROMPT", "0")
             .output()
@@ -137,15 +142,21 @@ impl Root {
             }
             DeleteMode::Trash => {
                 let rel = dir.strip_prefix(&self.path).map_err(|_| outside(dir))?;
-                let mut target = self.path.join(".trash").join(rel);
-                target.set_file_name(format!(
-                    "{}.{stamp}",
-                    rel.file_name()
-                        .map(|n| n.to_string_lossy())
-                        .unwrap_or_default()
-                ));
-                if let Some(parent) = target.parent() {
-                    create_private_dir(parent)?;
+                let base = rel
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
+                let trash_dir = self
+                    .path
+                    .join(".trash")
+                    .join(rel.parent().unwrap_or(Path::new("")));
+                create_private_dir(&trash_dir)?;
+                // Deleted twice within a second (re-created in between): `.2`, `.3`, …
+                let mut target = trash_dir.join(format!("{base}.{stamp}"));
+                let mut n = 1;
+                while target.exists() {
+                    n += 1;
+                    target = trash_dir.join(format!("{base}.{stamp}.{n}"));
                 }
                 store::rename_no_replace(dir, &target).map_err(|e| Error::io(dir, e))?;
                 Ok(Some(target))
@@ -229,7 +240,7 @@ mod tests {
     #[test]
     fn paths_outside_the_root_or_through_symlinks_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(&dir.path().join("repos")).unwrap();
+        let root = Root::open(&dir.path().join("repos"), "main").unwrap();
         assert!(root.check_inside(&root.repo_dir("acme", "web")).is_ok());
         assert!(root.check_inside(Path::new("/etc/passwd")).is_err());
         assert!(
@@ -247,7 +258,7 @@ mod tests {
     #[test]
     fn an_unplaced_stage_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(&dir.path().join("repos")).unwrap();
+        let root = Root::open(&dir.path().join("repos"), "main").unwrap();
         let staged = root.stage_bare("acme", "web").unwrap();
         assert!(!staged.target().exists());
         drop(staged);

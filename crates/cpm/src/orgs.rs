@@ -201,6 +201,9 @@ pub fn add_member(
     role: Role,
 ) -> Result<Option<Role>> {
     let previous = member_role(conn, org_id, user_id)?;
+    if previous == Some(Role::Owner) && role != Role::Owner {
+        refuse_last_owner(conn, org_id)?;
+    }
     conn.prepare_cached(
         "INSERT INTO org_members (org_id, user_id, role, joined_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
@@ -215,20 +218,27 @@ pub fn remove_member(conn: &Connection, org_id: i64, user_id: i64) -> Result<Rol
     let role = member_role(conn, org_id, user_id)?
         .ok_or_else(|| Error::NotFound("that user is not a member of the organization".into()))?;
     if role == Role::Owner {
-        let owners: i64 = conn.query_row(
-            "SELECT count(*) FROM org_members WHERE org_id = ?1 AND role = 'owner'",
-            [org_id],
-            |r| r.get(0),
-        )?;
-        if owners == 1 {
-            return Err(Error::Invalid(
-                "that is the organization's last owner; make someone else owner first (`cpm org member add ORG USER --role owner`)".into(),
-            ));
-        }
+        refuse_last_owner(conn, org_id)?;
     }
     conn.prepare_cached("DELETE FROM org_members WHERE org_id = ?1 AND user_id = ?2")?
         .execute([org_id, user_id])?;
     Ok(role)
+}
+
+/// Refuses to take away the organization's only owner, which would leave nobody able to manage
+/// or delete it.
+fn refuse_last_owner(conn: &Connection, org_id: i64) -> Result<()> {
+    let owners: i64 = conn.query_row(
+        "SELECT count(*) FROM org_members WHERE org_id = ?1 AND role = 'owner'",
+        [org_id],
+        |r| r.get(0),
+    )?;
+    if owners == 1 {
+        return Err(Error::Invalid(
+            "that is the organization's last owner; make someone else owner first (`cpm org member add ORG USER --role owner`)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A user's role in an organization.

@@ -28,7 +28,7 @@ impl Output {
                 .unwrap_or_default(),
             Format::Yaml => serde_yaml_ng::to_string(value).unwrap_or_default(),
         };
-        print!("{text}");
+        write_stdout(text.as_bytes());
     }
 
     /// Prints a confirmation: the message for tables, `value` as a document otherwise.
@@ -43,10 +43,21 @@ impl Output {
             Format::Json => store::cli::print_failure(true, error.code(), &error.to_string()),
             Format::Yaml => {
                 let doc = serde_json::json!({"error": {"code": error.code(), "message": error.to_string()}});
-                print!("{}", serde_yaml_ng::to_string(&doc).unwrap_or_default());
+                write_stdout(
+                    serde_yaml_ng::to_string(&doc)
+                        .unwrap_or_default()
+                        .as_bytes(),
+                );
             }
         }
     }
+}
+
+/// Writes to stdout; a closed pipe (`cpm … | head -1`) is not an error worth a panic.
+pub fn write_stdout(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
 }
 
 /// `-` for an empty value.

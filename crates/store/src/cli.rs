@@ -61,6 +61,21 @@ pub enum DbCommand {
 }
 
 impl DbCommand {
+    /// Turns on `--json` when the tool's own output flag asked for JSON (e.g. cpm's `--format json`).
+    pub fn with_json(mut self, json: bool) -> DbCommand {
+        let flag = match &mut self {
+            DbCommand::Backup(a) => &mut a.json,
+            DbCommand::Restore(a) => &mut a.json,
+            DbCommand::Reset(a) => &mut a.json,
+            DbCommand::Check(a) => &mut a.json,
+            DbCommand::Vacuum(a) => &mut a.json,
+            DbCommand::Optimize(a) => &mut a.json,
+            DbCommand::Migrate(a) => &mut a.json,
+        };
+        *flag |= json;
+        self
+    }
+
     /// Runs the command against the tool's database and returns the exit status.
     pub fn run(&self, tool: &Tool, config: &OpenConfig) -> ExitCode {
         match self {
@@ -485,7 +500,7 @@ pub fn print_error(json: bool, error: &Error) {
 pub fn print_failure(json: bool, code: &str, message: &str) {
     if json {
         let body = serde_json::json!({ "error": { "code": code, "message": message } });
-        println!("{body}");
+        let _ = writeln!(io::stdout().lock(), "{body}");
     } else {
         eprintln!("error: {message}");
     }

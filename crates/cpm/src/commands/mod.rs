@@ -49,7 +49,7 @@ impl Ctx {
 
     /// Opens the repository root.
     pub fn root(&self) -> Result<Root> {
-        Root::open(&self.config.repo_root)
+        Root::open(&self.config.repo_root, &self.config.default_branch)
     }
 }
 
@@ -106,14 +106,15 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                 t.render()
             });
         }
-        Command::Db(db) => return Ok(db.run(&TOOL, &ctx.db)),
+        Command::Db(db) => {
+            // `--format json` (or yaml, of which JSON is a subset) reaches the store's commands too.
+            let json = ctx.out.format != crate::config::Format::Table;
+            return Ok(db.with_json(json).run(&TOOL, &ctx.db));
+        }
         Command::Completions(args) => {
-            clap_complete::generate(
-                args.shell,
-                &mut Cli::command(),
-                "cpm",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "cpm", &mut script);
+            crate::output::write_stdout(&script);
         }
     }
     Ok(ExitCode::SUCCESS)

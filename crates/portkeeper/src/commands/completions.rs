@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 
 pub fn run(args: &CompletionsArgs) -> Result<u8> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "portman", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "portman", &mut script);
+    crate::output::text(&String::from_utf8_lossy(&script));
     Ok(0)
 }
 
