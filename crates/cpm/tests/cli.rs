@@ -911,46 +911,17 @@ fn access_check_reports_level_reason_and_what_is_allowed() {
         )
     );
 
-    let member = check("carol");
-    assert_eq!(member["level"], "read");
-    assert!(
-        member["reason"].as_str().unwrap().contains("member"),
-        "{member}"
-    );
-    assert_eq!(
-        (
-            &member["can_read"],
-            &member["can_write"],
-            &member["can_admin"]
-        ),
-        (&Value::Bool(true), &Value::Bool(false), &Value::Bool(false))
-    );
-
-    let granted = check("dave");
-    assert_eq!(granted["level"], "write");
-    assert!(
-        granted["reason"].as_str().unwrap().contains("grant"),
-        "{granted}"
-    );
-    assert_eq!(
-        (
-            &granted["can_read"],
-            &granted["can_write"],
-            &granted["can_admin"]
-        ),
-        (&Value::Bool(true), &Value::Bool(true), &Value::Bool(false))
-    );
-
-    let owner = check("alice");
-    assert_eq!(owner["level"], "admin");
-    assert!(
-        owner["reason"].as_str().unwrap().contains("owner"),
-        "{owner}"
-    );
-    assert_eq!(
-        (&owner["can_read"], &owner["can_write"], &owner["can_admin"]),
-        (&Value::Bool(true), &Value::Bool(true), &Value::Bool(true))
-    );
+    for (user, level, why, allowed) in [
+        ("carol", "read", "member", [true, false, false]),
+        ("dave", "write", "grant", [true, true, false]),
+        ("alice", "admin", "owner", [true, true, true]),
+    ] {
+        let d = check(user);
+        assert_eq!(d["level"], level, "{user}");
+        assert!(d["reason"].as_str().unwrap().contains(why), "{d}");
+        let got = [&d["can_read"], &d["can_write"], &d["can_admin"]].map(|v| v.as_bool().unwrap());
+        assert_eq!(got, allowed, "{user}");
+    }
 
     let text = env.ok(&["access", "check", "dave", "acme/web"]);
     assert!(text.contains("write"), "{text}");
