@@ -65,6 +65,10 @@ pub enum Command {
     Neighbors(NeighborsCommand),
     /// The audit log: who changed what, when.
     Log(LogArgs),
+    /// OpenSSH mode: print authorized_keys lines that run `cpm shell` for every user key.
+    AuthorizedKeys(AuthorizedKeysArgs),
+    /// OpenSSH mode: the forced command; runs SSH_ORIGINAL_COMMAND if the key may.
+    Shell(ShellArgs),
     /// Back up, restore, check and maintain the database.
     #[command(subcommand)]
     Db(store::cli::DbCommand),
@@ -432,6 +436,25 @@ pub struct LogArgs {
     /// At most this many entries, newest first.
     #[arg(short = 'n', long, default_value_t = 50)]
     pub limit: u32,
+}
+
+/// `cpm authorized-keys`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Install with:\n  cpm authorized-keys > ~git/.ssh/authorized_keys\nand regenerate after every `cpm user key add/remove`."
+)]
+pub struct AuthorizedKeysArgs {
+    /// The cpm binary sshd should run (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub cpm: Option<PathBuf>,
+}
+
+/// `cpm shell`
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// The user key sshd authenticated (its id in `user_keys`).
+    #[arg(long)]
+    pub key_id: i64,
 }
 
 /// `cpm completions`

@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub const EXIT_STATUS_HELP: &str = "\
 EXIT STATUS:
   0   success
-  1   failure not covered below (e.g. `git` failed to create a repository)
+  1   failure not covered below (`git` failed; an SSH client was denied)
   64  the command line was wrong: unknown flag, invalid name
   65  bad data: an invalid SSH key, not a cpm database
   66  not found: no such user, organization, repository, key or server
@@ -60,6 +60,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An SSH client asked for something it may not have.
+    #[error("denied: {0}")]
+    Denied(String),
+
     /// `git` failed.
     #[error("git_failed: {0}")]
     Git(String),
@@ -83,6 +87,7 @@ impl Error {
             Error::Config(_) => "config_error",
             Error::Io { .. } => "io_error",
             Error::Git(_) => "git_failed",
+            Error::Denied(_) => "denied",
         }
     }
 
@@ -96,7 +101,7 @@ impl Error {
             Error::Key(e) => e.exit_code(),
             Error::Config(_) => exit::CONFIG,
             Error::Io { .. } => exit::IO_ERR,
-            Error::Git(_) => exit::FAILURE,
+            Error::Git(_) | Error::Denied(_) => exit::FAILURE,
         }
     }
 

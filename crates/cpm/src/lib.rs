@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod disk;
+pub mod dispatch;
 pub mod error;
 pub mod keys;
 pub mod names;

@@ -329,3 +329,39 @@ pub fn backfill_keys(conn: &Connection) -> Result<usize> {
     }
     Ok(added)
 }
+
+/// The user owning the key with this `user_keys.id` (OpenSSH mode names keys by id).
+pub fn by_key_id(conn: &Connection, key_id: i64) -> Result<User> {
+    let user_id: Option<i64> = conn
+        .prepare_cached("SELECT user_id FROM user_keys WHERE id = ?1")?
+        .query_row([key_id], |r| r.get(0))
+        .optional()?;
+    match user_id {
+        Some(id) => get(conn, id),
+        None => Err(Error::Denied(format!(
+            "key {key_id} is not registered (any more); ask an administrator to run `cpm authorized-keys` again"
+        ))),
+    }
+}
+
+/// Every user key with its owner's username, for `cpm authorized-keys`.
+pub fn all_keys(conn: &Connection) -> Result<Vec<(UserKey, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT k.id, k.user_id, k.name, k.public_key, k.fingerprint, k.created_at, u.username
+         FROM user_keys k JOIN users u ON u.id = k.user_id ORDER BY u.username, k.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            UserKey {
+                id: r.get(0)?,
+                user_id: r.get(1)?,
+                name: r.get(2)?,
+                public_key: r.get(3)?,
+                fingerprint: r.get(4)?,
+                created_at: r.get(5)?,
+            },
+            r.get(6)?,
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -21,6 +21,7 @@ mod key;
 mod org;
 mod repo;
 mod server;
+mod shell;
 mod user;
 
 /// What every command needs.
@@ -106,6 +107,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
                 t.render()
             });
         }
+        Command::AuthorizedKeys(args) => return shell::authorized_keys(ctx, &args),
+        Command::Shell(args) => return shell::shell(ctx, &args),
         Command::Db(db) => {
             // `--format json` (or yaml, of which JSON is a subset) reaches the store's commands too.
             let json = ctx.out.format != crate::config::Format::Table;
