@@ -63,12 +63,16 @@ pub enum Command {
     /// Peer cpm servers (servers flagged as neighbors).
     #[command(subcommand)]
     Neighbors(NeighborsCommand),
+    /// Push repositories to servers and neighbors (never overwriting refs that diverged there).
+    Sync(SyncArgs),
     /// The audit log: who changed what, when.
     Log(LogArgs),
     /// OpenSSH mode: print authorized_keys lines that run `cpm shell` for every user key.
     AuthorizedKeys(AuthorizedKeysArgs),
     /// OpenSSH mode: the forced command; runs SSH_ORIGINAL_COMMAND if the key may.
     Shell(ShellArgs),
+    /// The built-in SSH git server: public keys only; git fetch/push/archive, `info`, `repo list`.
+    Serve(ServeArgs),
     /// Back up, restore, check and maintain the database.
     #[command(subcommand)]
     Db(store::cli::DbCommand),
@@ -428,6 +432,18 @@ pub enum NeighborsCommand {
     Add(ServerAddArgs),
     /// Unflag a neighbor (the server stays registered).
     Remove(NameArg),
+    /// Push repositories to the neighbors.
+    Sync(SyncArgs),
+}
+
+/// `cpm sync`
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Only this repository (ORG/REPO).
+    pub repo: Option<String>,
+    /// Only this server.
+    #[arg(long)]
+    pub server: Option<String>,
 }
 
 /// `cpm log`
@@ -455,6 +471,20 @@ pub struct ShellArgs {
     /// The user key sshd authenticated (its id in `user_keys`).
     #[arg(long)]
     pub key_id: i64,
+}
+
+/// `cpm serve`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Clients connect with their registered key; the SSH user name does not matter:\n  git clone ssh://git@HOST:2222/acme/web.git\n  ssh -p 2222 git@HOST info"
+)]
+pub struct ServeArgs {
+    /// Address and port to listen on (loopback unless told otherwise).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:2222")]
+    pub listen: std::net::SocketAddr,
+    /// The server's host key, generated (ed25519, 0600) on first run [default: ~/.cpm/host_ed25519]
+    #[arg(long, value_name = "PATH")]
+    pub host_key: Option<PathBuf>,
 }
 
 /// `cpm completions`

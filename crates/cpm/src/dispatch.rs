@@ -300,7 +300,8 @@ pub fn moved_refs(before: &[(String, String)], after: &[(String, String)]) -> Ve
     moved
 }
 
-/// Records a push in the audit log: who, which repository, and every ref it moved.
+/// Records a push in the audit log (who, which repository, every ref it moved), then queues its
+/// replication to the registered servers: the post-receive trigger.
 pub fn record_push(
     store: &store::Store,
     user: &User,
@@ -325,7 +326,37 @@ pub fn record_push(
             &repo.full_name(),
             details.trim(),
         )
-    })
+    })?;
+    if !moved.is_empty() {
+        queue_replication(store, repo)?;
+    }
+    Ok(())
+}
+
+/// Starts `cpm sync ORG/REPO` in the background when any server is registered. Its outcome lands
+/// in `replication_status` (see `cpm server list`); the pusher does not wait for it.
+pub fn queue_replication(store: &store::Store, repo: &Repository) -> Result<()> {
+    let servers: i64 =
+        store.read(|c| c.query_row("SELECT count(*) FROM servers", [], |r| r.get(0)))?;
+    if servers == 0 {
+        return Ok(());
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return Ok(());
+    };
+    let child = Command::new(exe)
+        .arg("--db")
+        .arg(store.path())
+        .args(["sync", &repo.full_name()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Ok(mut child) = child {
+        // Reap it when it ends (a long-running server must not collect zombies).
+        std::thread::spawn(move || child.wait());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

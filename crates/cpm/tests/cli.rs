@@ -1063,6 +1063,7 @@ fn server_add_list_show_and_remove() {
             "is_neighbor",
             "name",
             "port",
+            "replication",
             "ssh_key_id"
         ]
     );

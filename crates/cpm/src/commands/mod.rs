@@ -90,6 +90,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Key(c) => key::run(ctx, c)?,
         Command::Server(c) => server::run(ctx, c)?,
         Command::Neighbors(c) => server::neighbors(ctx, c)?,
+        Command::Sync(args) => return server::sync(ctx, &args, false),
         Command::Log(args) => {
             let entries = ctx.open()?.read(|c| crate::audit::list(c, args.limit))?;
             ctx.out.print(&entries, |entries| {
@@ -109,6 +110,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         }
         Command::AuthorizedKeys(args) => return shell::authorized_keys(ctx, &args),
         Command::Shell(args) => return shell::shell(ctx, &args),
+        Command::Serve(args) => return crate::serve::run(ctx, &args),
         Command::Db(db) => {
             // `--format json` (or yaml, of which JSON is a subset) reaches the store's commands too.
             let json = ctx.out.format != crate::config::Format::Table;

@@ -1,26 +1,110 @@
-//! `cpm server …` and `cpm neighbors …`: the servers repositories replicate to. Part 2 adds
-//! ping, sync and discovery.
+//! `cpm server …`, `cpm neighbors …` and `cpm sync`: the servers repositories replicate to, and
+//! the replication itself ([`crate::replicate`]).
+
+use std::process::ExitCode;
+
+use serde::Serialize;
 
 use super::{Ctx, write};
-use crate::cli::{NeighborsCommand, ServerAddArgs, ServerCommand};
+use crate::cli::{NeighborsCommand, ServerAddArgs, ServerCommand, SyncArgs};
 use crate::error::Result;
 use crate::output::Table;
 use crate::servers::{self, NewServer, Server};
 use crate::ssh_keys;
+use crate::{names, replicate, repos};
 
-fn table(list: &[Server], keys: &[Option<String>]) -> String {
-    let mut t = Table::new(&["NAME", "HOST", "PORT", "NEIGHBOR", "KEY", "CREATED"]);
-    for (s, k) in list.iter().zip(keys) {
+fn table(list: &[Listed]) -> String {
+    let mut t = Table::new(&["NAME", "HOST", "PORT", "NEIGHBOR", "KEY", "REPLICATION"]);
+    for s in list {
         t.row(vec![
-            s.name.clone(),
-            s.host.clone(),
-            s.port.to_string(),
-            if s.is_neighbor { "yes" } else { "no" }.into(),
-            k.clone().unwrap_or_else(|| "-".into()),
-            store::timestamp::to_rfc3339(&s.created_at),
+            s.server.name.clone(),
+            s.server.host.clone(),
+            s.server.port.to_string(),
+            if s.server.is_neighbor { "yes" } else { "no" }.into(),
+            s.key.clone().unwrap_or_else(|| "-".into()),
+            replicate::summary(&s.replication, &s.server.name),
         ]);
     }
     t.render()
+}
+
+/// A server with its key's name and its replication status.
+#[derive(Debug, Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    server: Server,
+    #[serde(skip)]
+    key: Option<String>,
+    replication: Vec<replicate::Status>,
+}
+
+fn listed(store: &store::Store, list: Vec<Server>) -> Result<Vec<Listed>> {
+    let keys = key_names(store, &list)?;
+    store.read(|c| {
+        list.into_iter()
+            .zip(keys)
+            .map(|(server, key)| {
+                Ok(Listed {
+                    replication: replicate::status(c, Some(server.id))?,
+                    server,
+                    key,
+                })
+            })
+            .collect()
+    })
+}
+
+/// `cpm sync` and `cpm neighbors sync`: every (server, repository) pair asked for.
+pub fn sync(ctx: &Ctx, args: &SyncArgs, neighbors_only: bool) -> Result<ExitCode> {
+    let store = ctx.open()?;
+    let (targets, repositories) = store.read(|c| {
+        let targets = match &args.server {
+            Some(name) => vec![servers::get_by_name(c, name)?],
+            None => servers::list(c, neighbors_only)?,
+        };
+        let repositories = match &args.repo {
+            Some(spec) => {
+                let (org, name) = names::repo_path(spec)?;
+                vec![repos::find(c, &org, &name)?]
+            }
+            None => repos::list(c)?,
+        };
+        Ok::<_, crate::error::Error>((targets, repositories))
+    })?;
+    let mut outcomes = Vec::new();
+    for server in &targets {
+        for repo in &repositories {
+            // Each push in its own short transaction: a slow server never holds the database.
+            outcomes.push(store.write(|tx| replicate::push(tx, server, repo))?);
+        }
+    }
+    let failed = outcomes.iter().any(|o| o.result != "ok");
+    ctx.out.print(&outcomes, |list| {
+        if list.is_empty() {
+            return "Nothing to sync: no servers (see `cpm server add`) or no repositories.\n"
+                .into();
+        }
+        let mut t = Table::new(&["SERVER", "REPOSITORY", "RESULT", "DETAILS"]);
+        for o in list {
+            let details = match o.result {
+                "ok" if o.pushed.is_empty() => "up to date".to_string(),
+                "ok" => format!("pushed {}", o.pushed.join(", ")),
+                _ => o.error.clone().unwrap_or_default(),
+            };
+            t.row(vec![
+                o.server.clone(),
+                o.repository.clone(),
+                o.result.to_string(),
+                details,
+            ]);
+        }
+        t.render()
+    });
+    Ok(if failed {
+        ExitCode::from(crate::error::exit::FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn key_names(store: &store::Store, list: &[Server]) -> Result<Vec<Option<String>>> {
@@ -74,15 +158,26 @@ pub fn run(ctx: &Ctx, cmd: ServerCommand) -> Result<()> {
             );
         }
         ServerCommand::List => {
-            let list = store.read(|c| servers::list(c, false))?;
-            let keys = key_names(&store, &list)?;
-            ctx.out.print(&list, |l| table(l, &keys));
+            let list = listed(&store, store.read(|c| servers::list(c, false))?)?;
+            ctx.out.print(&list, |l| table(l));
         }
         ServerCommand::Show(name) => {
             let server = store.read(|c| servers::get_by_name(c, &name.name))?;
-            let keys = key_names(&store, std::slice::from_ref(&server))?;
-            ctx.out
-                .print(&server, |s| table(std::slice::from_ref(s), &keys));
+            let list = listed(&store, vec![server])?;
+            ctx.out.print(&list[0], |s| {
+                let mut text = table(std::slice::from_ref(s));
+                for r in &s.replication {
+                    text.push_str(&format!(
+                        "  {}  last ok {}  {}\n",
+                        r.repository,
+                        r.last_ok_at
+                            .as_deref()
+                            .map_or("never".into(), store::timestamp::to_rfc3339),
+                        r.last_error.as_deref().unwrap_or("")
+                    ));
+                }
+                text
+            });
         }
         ServerCommand::Remove(name) => {
             let server = write(ctx, &store, "server.remove", &name.name, "", |tx| {
@@ -101,10 +196,10 @@ pub fn neighbors(ctx: &Ctx, cmd: NeighborsCommand) -> Result<()> {
     let store = ctx.open()?;
     match cmd {
         NeighborsCommand::List => {
-            let list = store.read(|c| servers::list(c, true))?;
-            let keys = key_names(&store, &list)?;
-            ctx.out.print(&list, |l| table(l, &keys));
+            let list = listed(&store, store.read(|c| servers::list(c, true))?)?;
+            ctx.out.print(&list, |l| table(l));
         }
+        NeighborsCommand::Sync(args) => return sync(ctx, &args, true).map(|_| ()),
         NeighborsCommand::Add(args) => {
             let existing = store.read(|c| servers::get_by_name(c, &args.name)).ok();
             let server = match existing {
