@@ -434,6 +434,37 @@ pub enum NeighborsCommand {
     Remove(NameArg),
     /// Push repositories to the neighbors.
     Sync(SyncArgs),
+    /// Check neighbors: SSH banner time and an `info` round trip with their key.
+    Ping(PingArgs),
+    /// Find cpm servers on a network (banner plus `info`); shows host keys, adds nothing.
+    Discover(DiscoverArgs),
+}
+
+/// `cpm neighbors ping`
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    /// Only this neighbor.
+    pub name: Option<String>,
+    /// Seconds to wait for each.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+}
+
+/// `cpm neighbors discover`
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// The IPv4 network to scan, at most a /16 (e.g. 192.168.1.0/24).
+    #[arg(long)]
+    pub network: String,
+    /// The SSH port cpm servers listen on.
+    #[arg(long, default_value_t = 2222)]
+    pub port: u16,
+    /// Seconds to wait for each host.
+    #[arg(long, default_value_t = 1)]
+    pub timeout: u64,
+    /// The key pair to ask `info` with (a peer answers only keys it knows).
+    #[arg(long)]
+    pub key: Option<String>,
 }
 
 /// `cpm sync`

@@ -17,6 +17,7 @@ pub mod dispatch;
 pub mod error;
 pub mod keys;
 pub mod names;
+pub mod neighbors;
 pub mod orgs;
 pub mod output;
 pub mod replicate;

@@ -60,7 +60,7 @@ pub fn ssh_command(key_path: &Path, known_hosts: &Path) -> String {
         .filter(|p| !p.is_empty())
         .map_or_else(|| "ssh".to_string(), |p| quote(Path::new(&p)));
     format!(
-        "{program} -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={} -o ConnectTimeout=10",
+        "{program} -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o HashKnownHosts=no -o UserKnownHostsFile={} -o ConnectTimeout=10",
         quote(key_path),
         quote(known_hosts),
     )

@@ -742,3 +742,158 @@ fn ten_clones_at_once_all_succeed() {
     }
     eprintln!("10 concurrent clones: {:?}", started.elapsed());
 }
+
+// ---- neighbors ping and discover against a real `cpm serve` ----
+
+/// A master home whose `mirror` key is a user on `peer_env`'s server.
+fn master_knowing(peer_env: &Env) -> Env {
+    let master = Env::new();
+    master.ok(&["key", "generate", "mirror"]);
+    let public = master.path(".cpm/keys/mirror.pub");
+    peer_env.ok(&[
+        "user",
+        "add",
+        "master",
+        "--key-file",
+        public.to_str().unwrap(),
+    ]);
+    master
+}
+
+#[test]
+fn ping_reports_the_banner_the_info_round_trip_and_pins_the_host_key() {
+    let peer = Env::new();
+    let master = master_knowing(&peer);
+    let server = Server::start(&peer);
+    let port = server.port.to_string();
+    master.ok(&[
+        "neighbors",
+        "add",
+        "peer",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--key",
+        "mirror",
+    ]);
+    let pinged = master.json(&["neighbors", "ping"], 0);
+    assert_eq!(pinged[0]["ok"], true, "{pinged}");
+    assert!(
+        pinged[0]["banner"]
+            .as_str()
+            .unwrap()
+            .starts_with("SSH-2.0-cpm_")
+    );
+    assert_eq!(pinged[0]["host_key"], server.fingerprint.as_str());
+    assert!(pinged[0]["info"]["millis"].as_u64().is_some());
+
+    // A neighbor that does not know our key answers the banner but not `info`.
+    master.ok(&["key", "generate", "stranger"]);
+    master.ok(&[
+        "server",
+        "add",
+        "cold",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--key",
+        "stranger",
+        "--neighbor",
+    ]);
+    let out = master.fails(&["neighbors", "ping", "cold", "--format", "json"], 1);
+    assert!(out.contains("\"ok\": false"), "{out}");
+}
+
+#[test]
+fn ping_of_a_closed_port_says_unreachable() {
+    let master = Env::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    master.ok(&["neighbors", "add", "gone", "127.0.0.1", "--port", &port]);
+    let (code, out, _) = master.run(&["neighbors", "ping"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("unreachable"), "{out}");
+}
+
+#[test]
+fn discover_confirms_a_peer_by_banner_and_info_shows_its_host_key_and_adds_nothing() {
+    let peer = Env::new();
+    let master = master_knowing(&peer);
+    let server = Server::start(&peer);
+    let port = server.port.to_string();
+    let found = master.json(
+        &[
+            "neighbors",
+            "discover",
+            "--network",
+            "127.0.0.1/32",
+            "--port",
+            &port,
+            "--key",
+            "mirror",
+        ],
+        0,
+    );
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["confirmed"], true);
+    assert_eq!(found[0]["host_key"], server.fingerprint.as_str());
+    // Without a key the peer cannot answer `info`: shown, host key and all, but unconfirmed.
+    let found = master.json(
+        &[
+            "neighbors",
+            "discover",
+            "--network",
+            "127.0.0.1/32",
+            "--port",
+            &port,
+        ],
+        0,
+    );
+    assert_eq!(found[0]["confirmed"], false);
+    assert_eq!(found[0]["host_key"], server.fingerprint.as_str());
+    assert_eq!(
+        master.json(&["server", "list"], 0),
+        serde_json::json!([]),
+        "nothing was added"
+    );
+}
+
+#[test]
+fn discover_ignores_a_port_that_is_open_but_not_cpm() {
+    let master = Env::new();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = other.local_addr().unwrap().port().to_string();
+    std::thread::spawn(move || {
+        for stream in other.incoming().take(2) {
+            let _ = std::io::Write::write_all(&mut stream.unwrap(), b"SSH-2.0-OpenSSH_9.2\r\n");
+        }
+    });
+    let found = master.json(
+        &[
+            "neighbors",
+            "discover",
+            "--network",
+            "127.0.0.1/32",
+            "--port",
+            &port,
+        ],
+        0,
+    );
+    assert_eq!(
+        found,
+        serde_json::json!([]),
+        "an SSH server that is not cpm is no peer"
+    );
+    master.fails(
+        &[
+            "neighbors",
+            "discover",
+            "--network",
+            "10.0.0.0/8",
+            "--port",
+            &port,
+        ],
+        64,
+    );
+}

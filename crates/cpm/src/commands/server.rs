@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::output::Table;
 use crate::servers::{self, NewServer, Server};
 use crate::ssh_keys;
-use crate::{names, replicate, repos};
+use crate::{names, neighbors, replicate, repos};
 
 fn table(list: &[Listed]) -> String {
     let mut t = Table::new(&["NAME", "HOST", "PORT", "NEIGHBOR", "KEY", "REPLICATION"]);
@@ -200,6 +200,8 @@ pub fn neighbors(ctx: &Ctx, cmd: NeighborsCommand) -> Result<()> {
             ctx.out.print(&list, |l| table(l));
         }
         NeighborsCommand::Sync(args) => return sync(ctx, &args, true).map(|_| ()),
+        NeighborsCommand::Ping(args) => ping(ctx, &store, &args)?,
+        NeighborsCommand::Discover(args) => discover(ctx, &store, &args)?,
         NeighborsCommand::Add(args) => {
             let existing = store.read(|c| servers::get_by_name(c, &args.name)).ok();
             let server = match existing {
@@ -226,5 +228,143 @@ pub fn neighbors(ctx: &Ctx, cmd: NeighborsCommand) -> Result<()> {
             ctx.out.done(&server, &format!("{} is no longer a neighbor (still registered; `cpm server remove {}` removes it)", server.name, server.name));
         }
     }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct Pinged {
+    name: String,
+    host: String,
+    port: u16,
+    banner: Option<String>,
+    banner_ms: Option<u128>,
+    info: Option<neighbors::Info>,
+    host_key: Option<String>,
+    ok: bool,
+}
+
+fn ping(ctx: &Ctx, store: &store::Store, args: &crate::cli::PingArgs) -> Result<()> {
+    let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    let targets = store.read(|c| match &args.name {
+        Some(n) => servers::get_by_name(c, n).map(|s| vec![s]),
+        None => servers::list(c, true),
+    })?;
+    let known = replicate::known_hosts()?;
+    let mut results = Vec::new();
+    for server in targets {
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(server.host.as_str(), server.port))
+            .ok()
+            .and_then(|mut a| a.next());
+        let banner = addr.and_then(|a| neighbors::banner(a, timeout));
+        let key = match server.ssh_key_id {
+            Some(id) => Some(store.read(|c| ssh_keys::get(c, id))?),
+            None => None,
+        };
+        let info = banner.as_ref().map(|_| {
+            neighbors::info(
+                &server.host,
+                server.port,
+                key.as_ref()
+                    .map(|k| std::path::Path::new(&k.private_key_path)),
+                &known,
+                timeout,
+            )
+        });
+        results.push(Pinged {
+            ok: info.as_ref().is_some_and(|i| i.cpm),
+            host_key: neighbors::pinned_fingerprint(&known, &server.host, server.port),
+            banner_ms: banner.as_ref().map(|(_, d)| d.as_millis()),
+            banner: banner.map(|(b, _)| b),
+            info,
+            name: server.name,
+            host: server.host,
+            port: server.port,
+        });
+    }
+    ctx.out.print(&results, |list| {
+        let mut t = Table::new(&["NAME", "ADDRESS", "RESULT", "BANNER", "INFO", "HOST KEY"]);
+        for p in list {
+            t.row(vec![
+                p.name.clone(),
+                format!("{}:{}", p.host, p.port),
+                if p.ok {
+                    "ok".into()
+                } else if p.banner.is_none() {
+                    "unreachable".into()
+                } else {
+                    "no cpm reply".into()
+                },
+                p.banner_ms.map_or("-".into(), |ms| format!("{ms} ms")),
+                p.info.as_ref().map_or("-".into(), |i| {
+                    if i.cpm {
+                        format!("{} ms", i.millis)
+                    } else {
+                        i.reply.clone()
+                    }
+                }),
+                p.host_key.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        t.render()
+    });
+    if results.iter().all(|p| p.ok) {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Denied(
+            "some neighbors did not answer as cpm servers (see above)".into(),
+        ))
+    }
+}
+
+fn discover(ctx: &Ctx, store: &store::Store, args: &crate::cli::DiscoverArgs) -> Result<()> {
+    let hosts = neighbors::hosts(&args.network)?;
+    let key = match &args.key {
+        Some(name) => Some(store.read(|c| ssh_keys::get_by_name(c, name))?),
+        None => None,
+    };
+    let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    let found = neighbors::discover(
+        &hosts,
+        args.port,
+        key.as_ref()
+            .map(|k| std::path::Path::new(&k.private_key_path)),
+        timeout,
+    )?;
+    let found: Vec<_> = found.into_iter().filter(|f| f.cpm_banner).collect();
+    ctx.out.print(&found, |list| {
+        if list.is_empty() {
+            return format!(
+                "No cpm server answered on port {} in {}.\n",
+                args.port, args.network
+            );
+        }
+        let mut t = Table::new(&["ADDRESS", "CONFIRMED", "HOST KEY", "BANNER"]);
+        for f in list {
+            t.row(vec![
+                format!("{}:{}", f.host, f.port),
+                if f.confirmed {
+                    "yes (info)".into()
+                } else {
+                    format!("no: {}", f.info)
+                },
+                f.host_key.clone().unwrap_or_else(|| "-".into()),
+                f.banner.clone(),
+            ]);
+        }
+        let mut text = t.render();
+        text.push_str("Nothing was added. Check each host key with the peer's operator, then:\n");
+        for f in list {
+            text.push_str(&format!(
+                "  cpm neighbors add NAME {} --port {}{}\n",
+                f.host,
+                f.port,
+                args.key
+                    .as_ref()
+                    .map(|k| format!(" --key {k}"))
+                    .unwrap_or_default()
+            ));
+        }
+        text
+    });
     Ok(())
 }
