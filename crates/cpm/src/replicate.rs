@@ -1,9 +1,11 @@
 //! Replication: pushing this server's repositories to other servers and neighbors with git.
 //!
 //! This server is the master of the repositories it hosts; every target gets their refs with a
-//! plain `git push` over SSH (branches and tags, `--prune`), using the key pair registered for that
-//! server. The push is not forced: a target whose branch has moved on its own (diverged) keeps it,
-//! and the ref is reported as diverged instead of being overwritten. The target's host key is
+//! plain `git push` over SSH (all branches and tags), using the key pair registered for that
+//! server. The push is not forced and deletes nothing: a target whose branch has moved on its own
+//! (diverged) keeps it, and the ref is reported as diverged instead of being overwritten; a branch
+//! that exists only on the target (made there, or deleted here) stays, because removing it could
+//! lose work nobody has anywhere else. The target's host key is
 //! pinned on first contact in `~/.cpm/known_hosts` and a changed key is refused (OpenSSH's
 //! `StrictHostKeyChecking=accept-new`). Each (server, repository) pair keeps its last attempt,
 //! last success, last error and last pushed commit in `replication_status`.
@@ -106,7 +108,7 @@ pub fn push(conn: &Connection, server: &Server, repo: &Repository) -> Result<Out
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let out = Command::new("git")
-        .args(["push", "--porcelain", "--prune"])
+        .args(["push", "--porcelain"])
         .arg(remote_url(server, repo))
         .args(["refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"])
         .env("GIT_DIR", &repo.path)

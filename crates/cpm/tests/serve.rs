@@ -897,3 +897,101 @@ fn discover_ignores_a_port_that_is_open_but_not_cpm() {
         64,
     );
 }
+
+// ---- the whole access matrix through `cpm serve` ----
+
+#[test]
+fn every_role_and_grant_gets_exactly_its_access_over_ssh() {
+    let host = Host::new();
+    // Roles the default host lacks, added while the server runs (it reads the database per
+    // connection).
+    for (user, role) in [("adam", "admin"), ("mia", "member")] {
+        let key = host.env.ssh_keygen(user);
+        host.env
+            .ok(&["user", "add", user, "--key-file", key.to_str().unwrap()]);
+        host.env
+            .ok(&["org", "member", "add", "acme", user, "--role", role]);
+    }
+    let archive = |user: &str| {
+        host.git(
+            user,
+            host.env.home(),
+            &[
+                "archive",
+                "--remote",
+                URL,
+                "--output",
+                host.env.path(&format!("{user}.tar")).to_str().unwrap(),
+                "main",
+            ],
+        )
+    };
+    for (user, read, write) in [
+        ("alice", true, true), // owner → admin
+        ("adam", true, true),  // admin → admin
+        ("mia", true, false),  // member → read
+        ("rita", true, false), // direct read
+        ("wes", true, true),   // direct write
+        ("nick", false, false),
+    ] {
+        let work = host.env.path(&format!("m-{user}"));
+        let cloned = host.git(
+            user,
+            host.env.home(),
+            &["clone", "-q", URL, work.to_str().unwrap()],
+        );
+        assert_eq!(cloned.ok(), read, "{user} clone: {cloned:?}");
+        assert_eq!(archive(user).ok(), read, "{user} archive");
+        if !read {
+            assert!(
+                cloned
+                    .stderr
+                    .contains("does not exist or nick may not access it"),
+                "{cloned:?}"
+            );
+            continue;
+        }
+        assert!(
+            host.git(user, &work, &["fetch", "-q", "origin"]).ok(),
+            "{user} fetch"
+        );
+        std::fs::write(work.join(format!("{user}.txt")), user).unwrap();
+        assert!(host.git(user, &work, &["add", "."]).ok());
+        assert!(host.git(user, &work, &["commit", "-q", "-m", user]).ok());
+        // Start from the current tip so every allowed push is a fast-forward.
+        assert!(
+            host.git(user, &work, &["pull", "-q", "--rebase", "origin", "main"])
+                .ok()
+        );
+        let before = host.refs();
+        let pushed = host.git(user, &work, &["push", "-q", "origin", "HEAD:main"]);
+        assert_eq!(pushed.ok(), write, "{user} push: {pushed:?}");
+        if write {
+            assert_ne!(host.refs(), before, "{user}'s push arrived");
+        } else {
+            assert!(
+                pushed.stderr.contains("write access is needed"),
+                "{pushed:?}"
+            );
+            assert_eq!(host.refs(), before, "a denied push changes nothing");
+        }
+    }
+}
+
+#[test]
+fn path_tricks_are_refused_over_ssh() {
+    let host = Host::new();
+    for command in [
+        "git-upload-pack '../acme/web.git'",
+        "git-upload-pack '/acme/web.git/../../etc'",
+        "git-upload-pack 'acme/web.git/../other'",
+        "git-upload-pack '/etc/passwd'",
+        "git-upload-pack 'acme/../acme/web.git'",
+        "git-receive-pack '/tmp/x.git'",
+    ] {
+        let ran = host.ssh("alice", &["git@127.0.0.1", command]);
+        assert!(!ran.ok(), "{command:?} ran: {ran:?}");
+        assert!(ran.stdout.is_empty(), "{command:?}: {ran:?}");
+        assert!(ran.stderr.starts_with("cpm: "), "{command:?}: {ran:?}");
+    }
+}
