@@ -8,181 +8,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Env;
-
-/// How long any one client command may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(60);
+use common::server::{Ran, Server, run};
 
 const URL: &str = "ssh://git@127.0.0.1/acme/web.git";
-
-/// A running `cpm serve`, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    /// The host key fingerprint from the first log line.
-    fingerprint: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(env: &Env) -> Server {
-        let mut child = env
-            .cmd()
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (first, listening) = mpsc::channel();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("listening on") {
-                    let _ = first.send(line.clone());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let line = match listening.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("cpm serve did not start: {:?}", log.lock().unwrap());
-            }
-        };
-        // cpm serve: listening on 127.0.0.1:PORT, host key SHA256:… (ssh-ed25519)
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap();
-        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-        let fingerprint = line
-            .split("host key ")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_string();
-        assert!(line.ends_with("(ssh-ed25519)"), "{line}");
-        // It printed the line after binding; make sure connections are accepted.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "port {port} never accepted a connection"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Server {
-            child,
-            port,
-            fingerprint,
-            log,
-        }
-    }
-
-    /// Waits (briefly) for a log line containing `text`; returns it.
-    fn wait_for_log(&self, text: &str) -> String {
-        self.wait_for_logs(text, 1)
-    }
-
-    /// Waits (briefly) until `count` log lines contain `text`; returns the last of them.
-    fn wait_for_logs(&self, text: &str, count: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            {
-                let log = self.log.lock().unwrap();
-                let found: Vec<&String> = log.iter().filter(|l| l.contains(text)).collect();
-                if found.len() >= count {
-                    return found[count - 1].clone();
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "not {count} log lines with {text:?} in {log:?}"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What a client command did.
-#[derive(Debug)]
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-}
-
-/// Runs a command with no stdin, killing it (and failing the test) if it outlives [`DEADLINE`].
-fn run(mut cmd: Command) -> Ran {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Ran {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
-    }
-}
 
 /// A server with acme/web (one commit on main) and users: alice owns acme, rita may read,
 /// wes may write, nick may do nothing; eve's key is not registered at all.
