@@ -77,7 +77,7 @@ pub enum Command {
     #[command(subcommand)]
     Db(store::cli::DbCommand),
     /// Print a shell completion script.
-    Completions(CompletionsArgs),
+    Completions(store::cli::CompletionsArgs),
 }
 
 /// `cpm user …`
@@ -516,13 +516,6 @@ pub struct ServeArgs {
     /// The server's host key, generated (ed25519, 0600) on first run [default: ~/.cpm/host_ed25519]
     #[arg(long, value_name = "PATH")]
     pub host_key: Option<PathBuf>,
-}
-
-/// `cpm completions`
-#[derive(Debug, Args)]
-pub struct CompletionsArgs {
-    /// The shell.
-    pub shell: clap_complete::Shell,
 }
 
 #[cfg(test)]

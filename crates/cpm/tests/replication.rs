@@ -28,15 +28,7 @@ impl Pair {
             env.ok(&["repo", "create", "acme/web"]);
         }
         // The master's replication key is a user with write access on the neighbor.
-        master.ok(&["key", "generate", "mirror"]);
-        let public = master.path(".cpm/keys/mirror.pub");
-        neighbor.ok(&[
-            "user",
-            "add",
-            "master",
-            "--key-file",
-            public.to_str().unwrap(),
-        ]);
+        neighbor.trust_mirror_key_of(&master);
         neighbor.ok(&["access", "grant", "master", "acme/web", "write"]);
         let key_id = neighbor.json(&["user", "key", "list", "master"], 0)[0]["id"].to_string();
 

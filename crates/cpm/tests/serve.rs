@@ -45,19 +45,7 @@ impl Host {
         env.ok(&["access", "grant", "rita", "acme/web", "read"]);
         env.ok(&["access", "grant", "wes", "acme/web", "write"]);
         let repo = env.repo_dir("acme", "web");
-        let seed = env.path("seed");
-        env.git(None, &["init", "-q", seed.to_str().unwrap()]);
-        std::fs::write(seed.join("README"), "hello\n").unwrap();
-        env.git(Some(&seed), &["add", "README"]);
-        env.git(Some(&seed), &["commit", "-q", "-m", "first"]);
-        env.git(
-            Some(&seed),
-            &["push", "-q", repo.to_str().unwrap(), "HEAD:refs/heads/main"],
-        );
-        let head = env
-            .git(Some(&seed), &["rev-parse", "HEAD"])
-            .trim()
-            .to_string();
+        let head = env.seed_commit("acme", "web");
         let server = Server::start(&env);
         Host {
             env,
@@ -585,15 +573,7 @@ fn ten_clones_at_once_all_succeed() {
 /// A master home whose `mirror` key is a user on `peer_env`'s server.
 fn master_knowing(peer_env: &Env) -> Env {
     let master = Env::new();
-    master.ok(&["key", "generate", "mirror"]);
-    let public = master.path(".cpm/keys/mirror.pub");
-    peer_env.ok(&[
-        "user",
-        "add",
-        "master",
-        "--key-file",
-        public.to_str().unwrap(),
-    ]);
+    peer_env.trust_mirror_key_of(&master);
     master
 }
 

@@ -149,15 +149,8 @@ impl Pair {
             env.ok(&["org", "create", "acme"]);
             env.ok(&["repo", "create", "acme/web"]);
         }
-        master.ok(&["key", "generate", "mirror"]);
-        let mirror = master.path(".cpm/keys/mirror.pub");
-        neighbor.ok(&[
-            "user",
-            "add",
-            "master",
-            "--key-file",
-            mirror.to_str().unwrap(),
-        ]);
+        // The master's replication key is a user with write access on the neighbor.
+        neighbor.trust_mirror_key_of(&master);
         neighbor.ok(&["access", "grant", "master", "acme/web", "write"]);
         let local = neighbor.ssh_keygen("local");
         neighbor.ok(&[

@@ -36,16 +36,7 @@ impl Host {
         env.ok(&["access", "grant", "rita", "acme/web", "read"]);
         env.ok(&["access", "grant", "wes", "acme/web", "write"]);
         let repo = env.repo_dir("acme", "web");
-        // Seed one commit with a local push straight into the bare repository.
-        let seed = env.path("seed");
-        env.git(None, &["init", "-q", seed.to_str().unwrap()]);
-        std::fs::write(seed.join("README"), "hello\n").unwrap();
-        env.git(Some(&seed), &["add", "README"]);
-        env.git(Some(&seed), &["commit", "-q", "-m", "first"]);
-        env.git(
-            Some(&seed),
-            &["push", "-q", repo.to_str().unwrap(), "HEAD:refs/heads/main"],
-        );
+        env.seed_commit("acme", "web");
 
         let wrapper = env.path("forced-command.sh");
         std::fs::write(

@@ -77,7 +77,7 @@ pub enum Command {
     /// Describe every command and flag for agents and scripts (use with --json).
     Ai(AiArgs),
     /// Print a shell completion script.
-    Completions(CompletionsArgs),
+    Completions(store::cli::CompletionsArgs),
     /// Print the manual page, or write one page per command into a directory.
     Man(ManArgs),
 }
@@ -481,13 +481,6 @@ pub struct ManArgs {
     /// Write portman.1 and portman-<command>.1 for every command into this directory.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-}
-
-/// `portman completions`
-#[derive(Debug, Args)]
-pub struct CompletionsArgs {
-    /// The shell.
-    pub shell: clap_complete::Shell,
 }
 
 #[cfg(test)]

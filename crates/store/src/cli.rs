@@ -597,6 +597,23 @@ pub fn os_user() -> String {
         .unwrap_or_else(|| format!("uid {uid}"))
 }
 
+/// `<tool> completions SHELL`: a completion script generated from the tool's clap definition.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell (bash, zsh, fish, elvish, powershell).
+    pub shell: clap_complete::Shell,
+}
+
+impl CompletionsArgs {
+    /// Prints the script for `bin`, built from `C`'s definition. A closed pipe is not an error.
+    pub fn run<C: clap::CommandFactory>(&self, bin: &str) -> ExitCode {
+        let mut script = Vec::new();
+        clap_complete::generate(self.shell, &mut C::command(), bin, &mut script);
+        let _ = io::stdout().lock().write_all(&script);
+        ExitCode::SUCCESS
+    }
+}
+
 /// `1536` → `1.5 KiB`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -6,7 +6,6 @@
 
 use std::process::ExitCode;
 
-use clap::CommandFactory;
 use store::{OpenConfig, Store};
 
 use crate::cli::{Cli, Command};
@@ -116,11 +115,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             let json = ctx.out.format != crate::config::Format::Table;
             return Ok(db.with_json(json).run(&TOOL, &ctx.db));
         }
-        Command::Completions(args) => {
-            let mut script = Vec::new();
-            clap_complete::generate(args.shell, &mut Cli::command(), "cpm", &mut script);
-            crate::output::write_stdout(&script);
-        }
+        Command::Completions(args) => return Ok(args.run::<Cli>("cpm")),
     }
     Ok(ExitCode::SUCCESS)
 }

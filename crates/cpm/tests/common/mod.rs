@@ -167,6 +167,39 @@ impl Env {
         names
     }
 
+    /// Puts one commit (a README) on `main` of `org/repo` with a local push into its directory;
+    /// returns the commit id.
+    pub fn seed_commit(&self, org: &str, repo: &str) -> String {
+        let dir = self.repo_dir(org, repo);
+        let seed = self.path(&format!("seed-{org}-{repo}"));
+        self.git(None, &["init", "-q", seed.to_str().unwrap()]);
+        std::fs::write(seed.join("README"), "hello\n").unwrap();
+        self.git(Some(&seed), &["add", "README"]);
+        self.git(Some(&seed), &["commit", "-q", "-m", "first"]);
+        self.git(
+            Some(&seed),
+            &["push", "-q", dir.to_str().unwrap(), "HEAD:refs/heads/main"],
+        );
+        self.git(Some(&seed), &["rev-parse", "HEAD"])
+            .trim()
+            .to_string()
+    }
+
+    /// Makes `master`'s replication key pair (`mirror`, generated if missing) a user `master` here.
+    pub fn trust_mirror_key_of(&self, master: &Env) {
+        if !master.path(".cpm/keys/mirror").exists() {
+            master.ok(&["key", "generate", "mirror"]);
+        }
+        let public = master.path(".cpm/keys/mirror.pub");
+        self.ok(&[
+            "user",
+            "add",
+            "master",
+            "--key-file",
+            public.to_str().unwrap(),
+        ]);
+    }
+
     /// Runs the real `git` in `dir` (or anywhere) with a fixed identity and no user config.
     pub fn git(&self, dir: Option<&Path>, args: &[&str]) -> String {
         let mut cmd = Command::new("git");

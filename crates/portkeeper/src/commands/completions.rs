@@ -1,20 +1,12 @@
-//! `portman completions SHELL` and `portman man`: a completion script and the manual page, both
-//! generated from the clap definitions so they always match the CLI.
+//! `portman man`: the manual page, generated from the clap definitions so it always matches the
+//! CLI (completions come from `store::cli::CompletionsArgs`).
 
 use clap::CommandFactory;
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, CompletionsArgs, ManArgs};
+use crate::cli::{Cli, ManArgs};
 use crate::error::{Error, Result};
-
-pub fn run(args: &CompletionsArgs) -> Result<u8> {
-    let mut command = Cli::command();
-    let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut command, "portman", &mut script);
-    crate::output::text(&String::from_utf8_lossy(&script));
-    Ok(0)
-}
 
 /// Prints the manual page of `portman`, or writes the pages of it and every subcommand
 /// (`portman-reserve.1`, …, as its SUBCOMMANDS section names them) into `--out`.

@@ -97,7 +97,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Db(cmd) => return db::run(&ctx, cmd),
         Command::Ui(args) => crate::ui::run(&ctx, args),
         Command::Ai(_) => ai::run(&ctx),
-        Command::Completions(args) => completions::run(args),
+        Command::Completions(args) => return args.run::<Cli>("portman"),
         Command::Man(args) => completions::man(args),
     };
     ExitCode::from(match result {
