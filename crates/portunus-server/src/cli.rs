@@ -19,6 +19,36 @@ pub struct Cli {
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the server: operator API, control listener for clients, metrics.
+    Serve(ServeArgs),
+    /// Create the first superadmin with the setup token that `serve` printed; saves their API token.
+    Setup(crate::admin::SetupArgs),
+    /// Add a user (admin CLI over the API).
+    UserAdd(crate::admin::UserAddArgs),
+    /// List users.
+    UserList(crate::admin::Conn),
+    /// Remove a user with their tokens, grants and rules.
+    UserRemove(crate::admin::KeyArgs),
+    /// Grant a user a port range on a client.
+    GrantAdd(crate::admin::GrantAddArgs),
+    /// List grants.
+    GrantList(crate::admin::GrantListArgs),
+    /// Revoke a grant (its no-longer-allowed rules go with it).
+    GrantRevoke(crate::admin::KeyArgs),
+    /// Push a forwarding rule to a client.
+    PushRule(crate::admin::PushRuleArgs),
+    /// List rules.
+    ListRules(crate::admin::ListRulesArgs),
+    /// Remove a rule.
+    RemoveRule(crate::admin::KeyArgs),
+    /// Create a client and print its one-time enrollment URI (or a new one with --client).
+    EnrollClient(crate::admin::EnrollArgs),
+    /// List clients.
+    ListClients(crate::admin::Conn),
+    /// Revoke a client: its token stops working and its session ends.
+    Revoke(crate::admin::KeyArgs),
+    /// Page through the audit log.
+    AuditLog(crate::admin::AuditArgs),
     /// Create the data directory and state.db with the current schema (serve does it on first start).
     Init(InitArgs),
     /// Online backup of state.db to a new file (never overwrites).
@@ -33,6 +63,31 @@ pub enum Command {
     /// Check, vacuum, optimize and migrate the database.
     #[command(subcommand)]
     Db(store::cli::DbCommand),
+    /// Print a shell completion script.
+    Completions(store::cli::CompletionsArgs),
+}
+
+/// `portunus-server serve`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Listeners default to loopback: API 127.0.0.1:7870, control 127.0.0.1:7871, metrics 127.0.0.1:7872.\nSet control_listen = \"0.0.0.0:7871\" (and public_host) in <data-dir>/server.toml for a real fleet."
+)]
+pub struct ServeArgs {
+    /// Operator API address [default: 127.0.0.1:7870]
+    #[arg(long, value_name = "ADDR")]
+    pub api_listen: Option<String>,
+    /// Control listener address that clients dial (TLS) [default: 127.0.0.1:7871]
+    #[arg(long, value_name = "ADDR")]
+    pub control_listen: Option<String>,
+    /// Prometheus metrics address, or `off` [default: 127.0.0.1:7872]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Host name or address clients use to reach the control listener (in enrollment URIs).
+    #[arg(long, value_name = "HOST")]
+    pub public_host: Option<String>,
+    /// Allow the plain-HTTP API and metrics on a non-loopback address.
+    #[arg(long)]
+    pub api_allow_remote: bool,
 }
 
 /// `portunus-server init`

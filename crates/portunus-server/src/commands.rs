@@ -12,6 +12,10 @@ use crate::store::TOOL;
 
 /// Runs a parsed command line; returns the exit status.
 pub fn run(cli: Cli) -> ExitCode {
+    let command = match admin_command(cli.command) {
+        Ok(code) => return code,
+        Err(command) => *command,
+    };
     let config = match OpenConfig::resolve(&TOOL, cli.data_dir.as_deref()) {
         Ok(config) => config,
         Err(e) => {
@@ -19,14 +23,43 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    match cli.command {
+    match command {
+        Command::Serve(args) => crate::serve::run(&config, &args),
         Command::Init(args) => init(&config, args.json),
         Command::Backup(args) => args.run(&TOOL, &config),
         Command::Restore(args) => args.run(&TOOL, &config),
         Command::Reset(args) => args.run(&TOOL, &config),
         Command::Db(db) => db.run(&TOOL, &config),
         Command::Audit(AuditCommand::Prune(args)) => prune(&config, &args),
+        Command::Completions(args) => args.run::<Cli>("portunus-server"),
+        other => {
+            // Every admin command was dispatched above.
+            store::cli::print_failure(false, "internal", &format!("unhandled command {other:?}"));
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// Runs the admin commands, which talk to the API and need no data directory; hands any other
+/// command back.
+fn admin_command(command: Command) -> Result<ExitCode, Box<Command>> {
+    Ok(match command {
+        Command::Setup(args) => crate::admin::setup(&args),
+        Command::UserAdd(args) => crate::admin::user_add(&args),
+        Command::UserList(conn) => crate::admin::user_list(&conn),
+        Command::UserRemove(args) => crate::admin::user_remove(&args),
+        Command::GrantAdd(args) => crate::admin::grant_add(&args),
+        Command::GrantList(args) => crate::admin::grant_list(&args),
+        Command::GrantRevoke(args) => crate::admin::grant_revoke(&args),
+        Command::PushRule(args) => crate::admin::push_rule(&args),
+        Command::ListRules(args) => crate::admin::list_rules(&args),
+        Command::RemoveRule(args) => crate::admin::remove_rule(&args),
+        Command::EnrollClient(args) => crate::admin::enroll_client(&args),
+        Command::ListClients(conn) => crate::admin::list_clients(&conn),
+        Command::Revoke(args) => crate::admin::revoke(&args),
+        Command::AuditLog(args) => crate::admin::audit_log(&args),
+        other => return Err(Box::new(other)),
+    })
 }
 
 #[derive(Debug, Serialize)]

@@ -31,7 +31,7 @@ impl Env {
     fn cmd(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portunus-server"));
         cmd.env("HOME", self.dir.path())
-            .env("PORTUNUS_ALLOW_UNSUPPORTED_FS", "1")
+            .env("PORTUNUS_SERVER_ALLOW_UNSUPPORTED_FS", "1")
             .env_remove("PORTUNUS_DATA_DIR")
             .env_remove("XDG_STATE_HOME");
         cmd
