@@ -135,6 +135,10 @@ pub struct RuleSpec {
     /// Per-rule limits.
     #[serde(default)]
     pub caps: Caps,
+    /// The owner's limits across all their rules on this client (the same on every rule of
+    /// one owner).
+    #[serde(default)]
+    pub owner_caps: Caps,
 }
 
 /// Per-rule limits; `None` means no limit.
@@ -380,6 +384,7 @@ mod tests {
                 new_conn_per_sec: None,
                 max_connections: Some(100),
             },
+            owner_caps: Caps::default(),
         }
     }
 

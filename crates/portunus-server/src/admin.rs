@@ -551,7 +551,7 @@ pub fn grant_add(args: &GrantAddArgs) -> ExitCode {
     run(&args.conn, "POST", "/v1/grants", Some(body), |v| {
         format!(
             "Granted {} ports {}-{} ({}) on {}: grant {}.\n",
-            s(&v["user_id"]),
+            args.user,
             s(&v["port_start"]),
             s(&v["port_end"]),
             s(&v["protocols"]),

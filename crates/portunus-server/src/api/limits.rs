@@ -41,19 +41,28 @@ pub async fn put_caps(
     Body(body): Body<Caps>,
 ) -> Result<Response> {
     let resource = format!("user:{id}");
-    let (user_id, set) = mutate(
+    let (user_id, set, clients) = mutate(
         &app,
         &caller,
         "caps.set",
         &resource,
-        |(u, c): &(String, Caps)| (format!("user:{u}"), json!({"caps": c})),
+        |(u, c, _): &(String, Caps, Vec<String>)| (format!("user:{u}"), json!({"caps": c})),
         move |tx, who| {
             who.require_superadmin("set caps")?;
             let user = users::resolve(tx, &id)?;
-            Ok((user.id.clone(), caps::set_owner(tx, &user.id, &body)?))
+            let set = caps::set_owner(tx, &user.id, &body)?;
+            // Clients enforce owner caps, so every client running this owner's rules changes.
+            let clients = crate::model::rules::clients_of_owner(tx, &user.id)?;
+            for client in &clients {
+                crate::model::clients::bump_generation(tx, client)?;
+            }
+            Ok((user.id, set, clients))
         },
     )
     .await?;
+    for client in &clients {
+        app.hub.notify(client);
+    }
     Ok(ok(json!({"user_id": user_id, "caps": set})))
 }
 

@@ -25,7 +25,6 @@ use portunus_core::wire::{
     Caps, ClientMessage, FrameReader, PROTOCOL_VERSION, RuleSpec, RuleState, RuleStatus,
     ServerMessage, write_frame,
 };
-use portunus_core::{PortRange, Protocol, ProxyProtocol, Target};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -778,80 +777,16 @@ impl Session {
     }
 }
 
-/// A rule row before its values are checked.
-struct RawRule {
-    id: String,
-    owner_id: String,
-    protocol: String,
-    listen_addr: String,
-    listen_start: i64,
-    listen_end: i64,
-    bandwidth_bps: Option<i64>,
-    new_conn_per_sec: Option<i64>,
-    max_connections: Option<i64>,
-}
-
-/// A target row before its values are checked.
-struct RawTarget {
-    host: String,
-    port: i64,
-    priority: i64,
-    proxy_protocol: String,
-}
-
-fn invalid(rule_id: &str, what: impl std::fmt::Display) -> Error {
-    Error::internal(format!("rule {rule_id} in the database is invalid: {what}"))
-}
-
-fn cap<T: TryFrom<i64>>(rule_id: &str, name: &str, value: Option<i64>) -> Result<Option<T>, Error> {
-    value
-        .map(|v| T::try_from(v).map_err(|_| invalid(rule_id, format!("{name} = {v}"))))
-        .transpose()
-}
-
-impl RawTarget {
-    fn check(self, rule_id: &str) -> Result<Target, Error> {
-        Ok(Target {
-            port: u16::try_from(self.port)
-                .map_err(|_| invalid(rule_id, format!("target port {}", self.port)))?,
-            priority: u8::try_from(self.priority)
-                .map_err(|_| invalid(rule_id, format!("target priority {}", self.priority)))?,
-            proxy_protocol: self
-                .proxy_protocol
-                .parse::<ProxyProtocol>()
-                .map_err(|e| invalid(rule_id, e))?,
-            host: self.host,
-        })
-    }
-}
-
-impl RawRule {
-    fn check(self, targets: Vec<Target>) -> Result<RuleSpec, Error> {
-        let id = self.id.as_str();
-        Ok(RuleSpec {
-            protocol: self
-                .protocol
-                .parse::<Protocol>()
-                .map_err(|e| invalid(id, e))?,
-            listen: PortRange::new(self.listen_start, self.listen_end)
-                .map_err(|e| invalid(id, e))?,
-            caps: Caps {
-                bandwidth_bps: cap(id, "bandwidth_bps", self.bandwidth_bps)?,
-                new_conn_per_sec: cap(id, "new_conn_per_sec", self.new_conn_per_sec)?,
-                max_connections: cap(id, "max_connections", self.max_connections)?,
-            },
-            targets,
-            owner_id: self.owner_id,
-            listen_addr: self.listen_addr,
-            id: self.id,
-        })
-    }
-}
-
-type RawState = (i64, HashMap<String, Vec<RawTarget>>, Vec<RawRule>);
-
-/// The rows behind [`desired_state`].
-fn read_state(conn: &Connection, client_id: &str) -> Result<RawState, Error> {
+/// A client's desired state: its generation and every enabled rule with its targets (in
+/// position order) and its owner's caps, rules ordered by listen port. Reads one consistent
+/// snapshot (opening a read transaction unless `conn` is already inside one). A missing client
+/// is `not_found`.
+pub fn desired_state(conn: &Connection, client_id: &str) -> Result<(u64, Vec<RuleSpec>), Error> {
+    let snapshot = if conn.is_autocommit() {
+        Some(conn.unchecked_transaction()?)
+    } else {
+        None
+    };
     let generation: i64 = conn
         .query_row(
             "SELECT generation FROM clients WHERE id = ?1",
@@ -860,80 +795,24 @@ fn read_state(conn: &Connection, client_id: &str) -> Result<RawState, Error> {
         )
         .optional()?
         .ok_or_else(|| Error::not_found(format!("client {client_id}")))?;
-
-    let mut targets: HashMap<String, Vec<RawTarget>> = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT t.rule_id, t.host, t.port, t.priority, t.proxy_protocol \
-         FROM rule_targets t JOIN rules r ON r.id = t.rule_id \
-         WHERE r.client_id = ?1 AND r.enabled = 1 \
-         ORDER BY t.rule_id, t.position",
-    )?;
-    let rows = stmt.query_map(params![client_id], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            RawTarget {
-                host: row.get(1)?,
-                port: row.get(2)?,
-                priority: row.get(3)?,
-                proxy_protocol: row.get(4)?,
-            },
-        ))
-    })?;
-    for row in rows {
-        let (rule_id, target) = row?;
-        targets.entry(rule_id).or_default().push(target);
+    let rules = crate::model::rules::enabled_on(conn, client_id)?;
+    let mut owners: HashMap<String, Caps> = HashMap::new();
+    let mut specs = Vec::with_capacity(rules.len());
+    for rule in rules {
+        let owner_caps = match owners.get(&rule.owner_id) {
+            Some(caps) => *caps,
+            None => {
+                let caps = crate::model::caps::of_owner(conn, &rule.owner_id)?;
+                owners.insert(rule.owner_id.clone(), caps);
+                caps
+            }
+        };
+        specs.push(rule.into_spec(owner_caps));
     }
-
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, owner_id, protocol, listen_addr, listen_start, listen_end, \
-                bandwidth_bps, new_conn_per_sec, max_connections \
-         FROM rules WHERE client_id = ?1 AND enabled = 1 \
-         ORDER BY listen_start, id",
-    )?;
-    let rules = stmt
-        .query_map(params![client_id], |row| {
-            Ok(RawRule {
-                id: row.get(0)?,
-                owner_id: row.get(1)?,
-                protocol: row.get(2)?,
-                listen_addr: row.get(3)?,
-                listen_start: row.get(4)?,
-                listen_end: row.get(5)?,
-                bandwidth_bps: row.get(6)?,
-                new_conn_per_sec: row.get(7)?,
-                max_connections: row.get(8)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((generation, targets, rules))
-}
-
-/// A client's desired state: its generation and every enabled rule with its targets (in
-/// position order), rules ordered by listen port. Reads one consistent snapshot (opening a read
-/// transaction unless `conn` is already inside one). A missing client is `not_found`.
-pub fn desired_state(conn: &Connection, client_id: &str) -> Result<(u64, Vec<RuleSpec>), Error> {
-    let snapshot = if conn.is_autocommit() {
-        Some(conn.unchecked_transaction()?)
-    } else {
-        None
-    };
-    let (generation, mut targets, raw) = read_state(conn, client_id)?;
     drop(snapshot);
     let generation = u64::try_from(generation)
         .map_err(|_| Error::internal(format!("client {client_id} has generation {generation}")))?;
-    let rules = raw
-        .into_iter()
-        .map(|rule| {
-            let rule_targets = targets
-                .remove(&rule.id)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| t.check(&rule.id))
-                .collect::<Result<Vec<_>, _>>()?;
-            rule.check(rule_targets)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((generation, rules))
+    Ok((generation, specs))
 }
 
 #[cfg(test)]
@@ -941,6 +820,7 @@ pub fn desired_state(conn: &Connection, client_id: &str) -> Result<(u64, Vec<Rul
 mod tests {
     use portunus_core::pin::pinned_client_config;
     use portunus_core::wire::read_frame;
+    use portunus_core::{PortRange, Protocol, ProxyProtocol};
     use rustls_pki_types::ServerName;
     use tokio::task::JoinHandle;
     use tokio_rustls::TlsConnector;

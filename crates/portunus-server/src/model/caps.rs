@@ -2,76 +2,64 @@
 //! connections across all of a user's rules. A rule's own caps may not exceed its owner's.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ids;
 
-/// A cap envelope; `None` means no cap of that kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Caps {
-    /// Bytes per second, both directions together.
-    #[serde(default)]
-    pub bandwidth_bps: Option<u64>,
-    /// New connections (or UDP flows) per second.
-    #[serde(default)]
-    pub new_conn_per_sec: Option<u32>,
-    /// Concurrent connections (or UDP flows).
-    #[serde(default)]
-    pub max_connections: Option<u32>,
+/// A cap envelope; `None` means no cap of that kind. The same type travels to clients.
+pub use portunus_core::wire::Caps;
+
+/// Refuses zero (a cap of zero would forward nothing; leave it unset instead) and values SQLite
+/// cannot hold.
+pub fn check(caps: &Caps) -> Result<()> {
+    let bad = |field: &str| {
+        Err(Error::bad_request(
+            "invalid_caps",
+            format!("{field} must be at least 1 (leave it out for no cap)"),
+        ))
+    };
+    if caps.bandwidth_bps == Some(0)
+        || caps
+            .bandwidth_bps
+            .is_some_and(|b| i64::try_from(b).is_err())
+    {
+        return bad("bandwidth_bps");
+    }
+    if caps.new_conn_per_sec == Some(0) {
+        return bad("new_conn_per_sec");
+    }
+    if caps.max_connections == Some(0) {
+        return bad("max_connections");
+    }
+    Ok(())
 }
 
-impl Caps {
-    /// Refuses zero (a cap of zero would forward nothing; leave it unset instead) and values
-    /// SQLite cannot hold.
-    pub fn check(&self) -> Result<()> {
-        let bad = |field: &str| {
-            Err(Error::bad_request(
-                "invalid_caps",
-                format!("{field} must be at least 1 (leave it out for no cap)"),
-            ))
-        };
-        if self.bandwidth_bps == Some(0) || self.bandwidth_bps.is_some_and(|b| b > i64::MAX as u64)
-        {
-            return bad("bandwidth_bps");
+/// Refuses a rule cap above the owner's cap of the same kind.
+pub fn check_within(caps: &Caps, owner: &Caps) -> Result<()> {
+    fn within<T: PartialOrd + Copy + std::fmt::Display>(
+        field: &str,
+        rule: Option<T>,
+        owner: Option<T>,
+    ) -> Result<()> {
+        match (rule, owner) {
+            (Some(r), Some(o)) if r > o => Err(Error::bad_request(
+                "cap_exceeds_owner",
+                format!("{field} {r} is above the owner's cap of {o}"),
+            )),
+            _ => Ok(()),
         }
-        if self.new_conn_per_sec == Some(0) {
-            return bad("new_conn_per_sec");
-        }
-        if self.max_connections == Some(0) {
-            return bad("max_connections");
-        }
-        Ok(())
     }
-
-    /// Refuses a rule cap above the owner's cap of the same kind (or unset while the owner's is set).
-    pub fn check_within(&self, owner: &Caps) -> Result<()> {
-        fn within<T: PartialOrd + Copy + std::fmt::Display>(
-            field: &str,
-            rule: Option<T>,
-            owner: Option<T>,
-        ) -> Result<()> {
-            match (rule, owner) {
-                (Some(r), Some(o)) if r > o => Err(Error::bad_request(
-                    "cap_exceeds_owner",
-                    format!("{field} {r} is above the owner's cap of {o}"),
-                )),
-                _ => Ok(()),
-            }
-        }
-        within("bandwidth_bps", self.bandwidth_bps, owner.bandwidth_bps)?;
-        within(
-            "new_conn_per_sec",
-            self.new_conn_per_sec,
-            owner.new_conn_per_sec,
-        )?;
-        within(
-            "max_connections",
-            self.max_connections,
-            owner.max_connections,
-        )
-    }
+    within("bandwidth_bps", caps.bandwidth_bps, owner.bandwidth_bps)?;
+    within(
+        "new_conn_per_sec",
+        caps.new_conn_per_sec,
+        owner.new_conn_per_sec,
+    )?;
+    within(
+        "max_connections",
+        caps.max_connections,
+        owner.max_connections,
+    )
 }
 
 /// The owner's caps (all `None` when none are set).
@@ -94,7 +82,7 @@ pub fn of_owner(conn: &Connection, owner_id: &str) -> Result<Caps> {
 
 /// Sets (or, with all fields `None`, clears) a user's caps.
 pub fn set_owner(tx: &Transaction<'_>, owner_id: &str, caps: &Caps) -> Result<Caps> {
-    caps.check()?;
+    check(caps)?;
     if *caps == Caps::default() {
         tx.execute(
             "DELETE FROM rate_limit_owner WHERE owner_id = ?1",

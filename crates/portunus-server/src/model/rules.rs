@@ -112,7 +112,7 @@ pub fn create(tx: &Transaction<'_>, caller: &Principal, new: &NewRule) -> Result
             ));
         }
     }
-    new.caps.check()?;
+    caps::check(&new.caps)?;
 
     let owner = match &new.owner {
         Some(key) if !caller.is_superadmin() => {
@@ -161,7 +161,7 @@ pub fn create(tx: &Transaction<'_>, caller: &Principal, new: &NewRule) -> Result
             ),
         ));
     }
-    new.caps.check_within(&caps::of_owner(tx, &owner.id)?)?;
+    caps::check_within(&new.caps, &caps::of_owner(tx, &owner.id)?)?;
 
     let now = ids::now_ms();
     let id = ids::new_id("rul");
@@ -342,6 +342,43 @@ pub fn delete(tx: &Transaction<'_>, caller: &Principal, id: &str) -> Result<Rule
     tx.execute("DELETE FROM rules WHERE id = ?1", [id])?;
     clients::bump_generation(tx, &found.client_id)?;
     Ok(found)
+}
+
+/// A client's enabled rules in listen-port order: what it should run.
+pub fn enabled_on(conn: &Connection, client_id: &str) -> Result<Vec<Rule>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE client_id = ?1 AND enabled = 1 ORDER BY listen_start, id"
+    ))?;
+    let rows = stmt
+        .query_map([client_id], rule)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(|r| with_targets(conn, r)).collect()
+}
+
+impl Rule {
+    /// The rule as the control protocol sends it, with its owner's caps.
+    pub fn into_spec(self, owner_caps: Caps) -> portunus_core::wire::RuleSpec {
+        portunus_core::wire::RuleSpec {
+            id: self.id,
+            owner_id: self.owner_id,
+            protocol: self.protocol,
+            listen_addr: self.listen_addr,
+            listen: self.listen,
+            targets: self.targets,
+            caps: self.caps,
+            owner_caps,
+        }
+    }
+}
+
+/// The clients on which `owner_id` has rules.
+pub fn clients_of_owner(conn: &Connection, owner_id: &str) -> Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT client_id FROM rules WHERE owner_id = ?1")?;
+    let rows = stmt
+        .query_map([owner_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(rows)
 }
 
 /// How many rules exist (for metrics).

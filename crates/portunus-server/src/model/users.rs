@@ -265,10 +265,7 @@ pub fn delete(tx: &Transaction<'_>, key: &str) -> Result<(User, Vec<String>)> {
             "this is the last enabled superadmin; promote another user first",
         ));
     }
-    let mut stmt = tx.prepare("SELECT DISTINCT client_id FROM rules WHERE owner_id = ?1")?;
-    let clients = stmt
-        .query_map([&found.id], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let clients = crate::model::rules::clients_of_owner(tx, &found.id)?;
     tx.execute("DELETE FROM users WHERE id = ?1", [&found.id])?;
     for client in &clients {
         crate::model::clients::bump_generation(tx, client)?;
