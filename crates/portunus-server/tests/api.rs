@@ -436,8 +436,14 @@ fn sessions_use_a_strict_http_only_cookie_and_csrf_on_changes() {
         .audit(&env.admin, 1000)
         .into_iter()
         .filter(|r| r["outcome"] == "denied" && r["details"]["code"] == "csrf_failed")
-        .count();
-    assert_eq!(denied_csrf, 3);
+        .map(|r| r["actor"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(denied_csrf.len(), 3);
+    let me_id = me["user"]["id"].as_str().unwrap();
+    assert!(
+        denied_csrf.iter().all(|actor| actor == me_id),
+        "a CSRF refusal names the session's user: {denied_csrf:?}"
+    );
 
     // Logout needs the CSRF token too, then the cookie is dead and cleared.
     let (status, body, _) = http.raw("POST", "/v1/logout", &session.headers(None), None);

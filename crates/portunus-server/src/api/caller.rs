@@ -68,11 +68,14 @@ async fn authenticate(app: &Shared, parts: &Parts) -> Result<Principal> {
                 .get(sessions::CSRF_HEADER)
                 .and_then(|v| v.to_str().ok());
             if !safe && !sessions::csrf_matches(csrf, presented) {
-                return Err(Error::new(
+                let e = Error::new(
                     Kind::Forbidden,
                     "csrf_failed",
                     "missing or wrong X-CSRF-Token header; send the csrf_token from /v1/login or /v1/me",
-                ));
+                );
+                // The cookie did identify the user: the refusal is theirs to see.
+                audit_error(app, &principal.user_id, "auth", parts.uri.path(), &e);
+                return Err(e);
             }
         }
         return Ok(principal);
@@ -89,12 +92,9 @@ impl FromRequestParts<Shared> for Caller {
         match authenticate(app, parts).await {
             Ok(principal) => Ok(Caller(principal)),
             Err(e) => {
-                let actor = if e.code == "csrf_failed" {
-                    "session"
-                } else {
-                    "anonymous"
-                };
-                audit_error(app, actor, "auth", parts.uri.path(), &e);
+                if e.code != "csrf_failed" {
+                    audit_error(app, "anonymous", "auth", parts.uri.path(), &e);
+                }
                 Err(e)
             }
         }

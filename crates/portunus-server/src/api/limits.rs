@@ -38,7 +38,7 @@ pub async fn put_caps(
     State(app): State<Shared>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    Body(body): Body<Caps>,
+    Body(body): Body<caps::CapsInput>,
 ) -> Result<Response> {
     let resource = format!("user:{id}");
     let (user_id, set, clients) = mutate(
@@ -50,7 +50,7 @@ pub async fn put_caps(
         move |tx, who| {
             who.require_superadmin("set caps")?;
             let user = users::resolve(tx, &id)?;
-            let set = caps::set_owner(tx, &user.id, &body)?;
+            let set = caps::set_owner(tx, &user.id, &Caps::from(body))?;
             // Clients enforce owner caps, so every client running this owner's rules changes.
             let clients = crate::model::rules::clients_of_owner(tx, &user.id)?;
             for client in &clients {

@@ -11,14 +11,9 @@ use crate::model::users::{self, NewUser, User, UserPatch};
 
 /// `GET /v1/users`
 pub async fn list(State(app): State<Shared>, Caller(caller): Caller) -> Result<Response> {
-    Ok(ok(read(
-        &app,
-        &caller,
-        "user.list",
-        "users",
-        users::list,
-    )
-    .await?))
+    Ok(ok(
+        read(&app, &caller, "user.list", "users", users::list).await?
+    ))
 }
 
 /// `POST /v1/users`

@@ -9,6 +9,32 @@ use crate::ids;
 /// A cap envelope; `None` means no cap of that kind. The same type travels to clients.
 pub use portunus_core::wire::Caps;
 
+/// Caps as the API takes them: the same fields, but a misspelt one is an error rather than a
+/// silently missing cap (the wire type accepts unknown fields so versions can differ).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapsInput {
+    /// Bytes per second.
+    #[serde(default)]
+    pub bandwidth_bps: Option<u64>,
+    /// New connections per second.
+    #[serde(default)]
+    pub new_conn_per_sec: Option<u32>,
+    /// Concurrent connections.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+impl From<CapsInput> for Caps {
+    fn from(c: CapsInput) -> Caps {
+        Caps {
+            bandwidth_bps: c.bandwidth_bps,
+            new_conn_per_sec: c.new_conn_per_sec,
+            max_connections: c.max_connections,
+        }
+    }
+}
+
 /// Refuses zero (a cap of zero would forward nothing; leave it unset instead) and values SQLite
 /// cannot hold.
 pub fn check(caps: &Caps) -> Result<()> {

@@ -71,7 +71,7 @@ pub struct NewRule {
     pub targets: Vec<Target>,
     /// Optional caps.
     #[serde(default)]
-    pub caps: Caps,
+    pub caps: caps::CapsInput,
     /// Owner (id or user name); superadmins only, default the caller.
     #[serde(default)]
     pub owner: Option<String>,
@@ -112,7 +112,8 @@ pub fn create(tx: &Transaction<'_>, caller: &Principal, new: &NewRule) -> Result
             ));
         }
     }
-    caps::check(&new.caps)?;
+    let rule_caps = Caps::from(new.caps);
+    caps::check(&rule_caps)?;
 
     let owner = match &new.owner {
         Some(key) if !caller.is_superadmin() => {
@@ -161,7 +162,7 @@ pub fn create(tx: &Transaction<'_>, caller: &Principal, new: &NewRule) -> Result
             ),
         ));
     }
-    caps::check_within(&new.caps, &caps::of_owner(tx, &owner.id)?)?;
+    caps::check_within(&rule_caps, &caps::of_owner(tx, &owner.id)?)?;
 
     let now = ids::now_ms();
     let id = ids::new_id("rul");
@@ -178,9 +179,9 @@ pub fn create(tx: &Transaction<'_>, caller: &Principal, new: &NewRule) -> Result
             listen_addr,
             listen.start(),
             listen.end(),
-            new.caps.bandwidth_bps.map(|b| b as i64),
-            new.caps.new_conn_per_sec,
-            new.caps.max_connections,
+            rule_caps.bandwidth_bps.map(|b| b as i64),
+            rule_caps.new_conn_per_sec,
+            rule_caps.max_connections,
             now
         ],
     )?;
