@@ -97,6 +97,12 @@ fn restore_reset_and_backup_against_a_running_server() {
     // Stopped: reset works, restore brings the superadmin back, and the token still works.
     let (code, _, err) = run(&data, &["reset", "--confirm"]);
     assert_eq!(code, 0, "{err}");
+    for gone in ["state.db", "state.db-wal", "state.db-shm", "state.db.lock"] {
+        assert!(!data.join(gone).exists(), "reset removes {gone}");
+    }
+    for kept in ["server.crt", "server.key"] {
+        assert!(data.join(kept).exists(), "reset keeps {kept}");
+    }
     let (code, _, err) = run(&data, &["restore", "--in", backup.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let server = Server::start(&data);

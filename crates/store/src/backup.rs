@@ -259,8 +259,11 @@ pub fn reset(tool: &Tool, config: &OpenConfig, confirm: bool) -> Result<ResetRep
         }
         _ => {}
     }
+    // The lock file goes too (the seed's `reset` wipes `state.db.lock`); it is removed while held,
+    // so no server can start on the half-removed database in between.
     let files: Vec<PathBuf> = sqlite_files(&path)
         .into_iter()
+        .chain([InstanceLock::path_for(&path)])
         .filter(|p| p.exists())
         .collect();
     if !confirm {
@@ -271,10 +274,11 @@ pub fn reset(tool: &Tool, config: &OpenConfig, confirm: bool) -> Result<ResetRep
             files,
         });
     }
-    let _lock = InstanceLock::acquire(&path)?;
+    let lock = InstanceLock::acquire(&path)?;
     for file in &files {
         fsys::remove_if_exists(file)?;
     }
+    drop(lock);
     fsys::fsync_dir(fsys::parent_dir(&path))?;
     Ok(ResetReport {
         path,
