@@ -186,7 +186,7 @@ pub fn run(config: &store::OpenConfig, args: &ServeArgs) -> ExitCode {
             );
         }
     };
-    let status = runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let bind = |what: &'static str, at: SocketAddr| async move {
             TcpListener::bind(at)
                 .await
@@ -194,16 +194,16 @@ pub fn run(config: &store::OpenConfig, args: &ServeArgs) -> ExitCode {
         };
         let api_listener = match bind("API", plan.api).await {
             Ok(l) => l,
-            Err(m) => return fail("bind_failed", 69, &m),
+            Err(m) => return (fail("bind_failed", 69, &m), None),
         };
         let control_listener = match bind("control listener", plan.control).await {
             Ok(l) => l,
-            Err(m) => return fail("bind_failed", 69, &m),
+            Err(m) => return (fail("bind_failed", 69, &m), None),
         };
         let metrics_listener = match plan.metrics {
             Some(at) => match bind("metrics", at).await {
                 Ok(l) => Some(l),
-                Err(m) => return fail("bind_failed", 69, &m),
+                Err(m) => return (fail("bind_failed", 69, &m), None),
             },
             None => None,
         };
@@ -227,7 +227,7 @@ pub fn run(config: &store::OpenConfig, args: &ServeArgs) -> ExitCode {
                 );
             }
             Ok(None) => {}
-            Err(e) => return fail("store", 74, &e.message),
+            Err(e) => return (fail("store", 74, &e.message), Some(app)),
         }
         eprintln!(
             "event=startup.ready api=http://{} control={} metrics={} public_control={}",
@@ -275,20 +275,18 @@ pub fn run(config: &store::OpenConfig, args: &ServeArgs) -> ExitCode {
         if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
             eprintln!("event=shutdown.timeout message=\"connections still open after 10 s\"");
         }
-        let app = match Arc::try_unwrap(app) {
-            Ok(app) => app,
-            Err(shared) => {
-                shared.audit.shutdown();
-                eprintln!("event=shutdown.done");
-                return ExitCode::SUCCESS;
-            }
-        };
-        app.audit.shutdown();
-        app.db.close();
-        eprintln!("event=shutdown.done");
-        ExitCode::SUCCESS
+        // Writing out the audit queue and closing the store block: done outside the runtime.
+        (ExitCode::SUCCESS, Some(app))
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
+    let (status, app) = outcome;
+    if let Some(app) = app {
+        app.audit.shutdown();
+        if let Ok(app) = Arc::try_unwrap(app) {
+            app.db.close();
+        }
+        eprintln!("event=shutdown.done");
+    }
     status
 }
 

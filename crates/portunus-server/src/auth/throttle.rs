@@ -75,7 +75,13 @@ pub fn check(
 /// Counts an attempt as a failure *before* its password is checked, so parallel guesses cannot
 /// slip past the limit; [`succeeded`] turns it into a success. Also trims rows older than two
 /// windows. Returns the attempt's row id.
-pub fn begin(tx: &Transaction<'_>, limits: Limits, username: &str, remote: &str, now: i64) -> Result<i64> {
+pub fn begin(
+    tx: &Transaction<'_>,
+    limits: Limits,
+    username: &str,
+    remote: &str,
+    now: i64,
+) -> Result<i64> {
     tx.execute(
         "DELETE FROM login_attempts WHERE at <= ?1",
         [now - 2 * limits.window_ms],
