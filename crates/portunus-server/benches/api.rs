@@ -7,12 +7,13 @@
 //! Run: `cargo bench -p portunus-server --bench api` (or `scripts/bench-portunus.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const THREADS: usize = 8;
 const PER_THREAD: usize = 250;
@@ -70,40 +71,9 @@ fn load(
 fn main() {
     let json_out = std::env::args().any(|a| a == "--json");
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portunus-server"))
-        .env("PORTUNUS_SERVER_ALLOW_UNSUPPORTED_FS", "1")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "serve",
-            "--api-listen",
-            "127.0.0.1:0",
-            "--control-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "off",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut api, mut setup) = (String::new(), String::new());
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|p| p.strip_prefix(&format!("{k}=")))
-                .map(str::to_string)
-        };
-        if line.starts_with("event=startup.setup_token") {
-            setup = field("token").unwrap();
-        }
-        if line.starts_with("event=startup.ready") {
-            api = field("api").unwrap();
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let server = common::Server::start(&dir.path().join("data"));
+    let api = server.api.clone();
+    let setup = server.setup_token.clone().unwrap();
     let a = agent();
     let post = |path: &str, token: Option<&str>, body: Value| -> Value {
         let mut req = a.post(format!("{api}{path}"));
@@ -195,8 +165,7 @@ fn main() {
             .as_u16()
     });
     pusher.join().unwrap();
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    server.stop();
 
     let rows = [
         ("GET /v1/health (baseline)", &health, health_wall),

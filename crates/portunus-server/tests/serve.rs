@@ -15,6 +15,17 @@ use common::{PASSWORD, Server, server_cmd};
 use serde_json::Value;
 use sha2::Digest;
 
+/// `serve` on ephemeral loopback ports without metrics: for runs expected to be refused.
+const SERVE_OFF: &[&str] = &[
+    "serve",
+    "--api-listen",
+    "127.0.0.1:0",
+    "--control-listen",
+    "127.0.0.1:0",
+    "--metrics-listen",
+    "off",
+];
+
 fn run(data: &Path, args: &[&str]) -> (i32, String, String) {
     let out = server_cmd(data).args(args).output().unwrap();
     (
@@ -36,18 +47,7 @@ fn a_second_server_on_the_same_data_dir_exits_75_and_the_first_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let first = Server::start(&data);
-    let (code, _, err) = run(
-        &data,
-        &[
-            "serve",
-            "--api-listen",
-            "127.0.0.1:0",
-            "--control-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "off",
-        ],
-    );
+    let (code, _, err) = run(&data, SERVE_OFF);
     assert_eq!(code, 75, "{err}");
     assert!(err.contains("event=startup.store_in_use"), "{err}");
     let (status, _) = first.http().call("GET", "/v1/health", None, None);
@@ -129,18 +129,7 @@ fn a_newer_schema_makes_serve_exit_78_and_leaves_the_file() {
         )
         .unwrap();
     let before = std::fs::read(&db).unwrap();
-    let (code, _, err) = run(
-        &data,
-        &[
-            "serve",
-            "--api-listen",
-            "127.0.0.1:0",
-            "--control-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "off",
-        ],
-    );
+    let (code, _, err) = run(&data, SERVE_OFF);
     assert_eq!(code, 78, "{err}");
     assert!(
         err.contains("event=startup.schema_version_too_new"),
@@ -166,15 +155,7 @@ fn a_tmpfs_data_dir_is_refused_and_nothing_is_created() {
         .env_remove("PORTUNUS_SERVER_ALLOW_UNSUPPORTED_FS")
         .arg("--data-dir")
         .arg(&data)
-        .args([
-            "serve",
-            "--api-listen",
-            "127.0.0.1:0",
-            "--control-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "off",
-        ])
+        .args(SERVE_OFF)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
