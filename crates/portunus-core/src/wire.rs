@@ -57,6 +57,12 @@ pub enum ClientMessage {
         /// One entry per rule of that generation.
         rules: Vec<RuleStatus>,
     },
+    /// Bytes forwarded since the last report, per owner and minute (the server adds them to
+    /// `traffic_samples_1m`/`_1h` and to the owner's monthly quota on this client).
+    Usage {
+        /// One entry per (owner, minute) with traffic.
+        samples: Vec<UsageSample>,
+    },
     /// Keeps the session alive (the server answers [`ServerMessage::Pong`]).
     Ping {
         /// Echoed back.
@@ -115,6 +121,19 @@ impl ServerMessage {
             terminal,
         }
     }
+}
+
+/// Traffic of one owner's rules on one client during one minute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageSample {
+    /// The rules' owner.
+    pub owner_id: String,
+    /// Start of the minute, Unix milliseconds (a multiple of 60,000).
+    pub minute: i64,
+    /// Bytes from connecting peers towards targets.
+    pub bytes_in: u64,
+    /// Bytes from targets back to peers.
+    pub bytes_out: u64,
 }
 
 /// One forwarding rule as a client runs it.
@@ -419,6 +438,14 @@ mod tests {
                         reason: Some("address in use".into()),
                     },
                 ],
+            },
+            ClientMessage::Usage {
+                samples: vec![UsageSample {
+                    owner_id: "usr_1".into(),
+                    minute: 1_777_593_600_000,
+                    bytes_in: 1,
+                    bytes_out: u64::MAX,
+                }],
             },
             ClientMessage::Ping { nonce: u64::MAX },
         ]

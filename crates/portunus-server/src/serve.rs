@@ -314,15 +314,24 @@ async fn retention_loop(app: Shared, mut stop: watch::Receiver<bool>) {
             .write(|tx| {
                 let days = crate::model::settings::get(tx, "audit.retention_days")?;
                 let rows = crate::model::settings::get(tx, "audit.max_rows")?;
+                let now = crate::ids::now_ms();
                 let deleted = crate::audit::retention::apply(
                     tx,
-                    crate::ids::now_ms(),
+                    now,
                     u32::try_from(days).unwrap_or(u32::MAX),
                     rows,
                 )?;
-                Ok::<_, crate::error::Error>(deleted)
+                crate::model::quotas::prune_samples(tx, now)?;
+                let renewed = crate::model::quotas::roll_over(tx, now)?;
+                Ok::<_, crate::error::Error>((deleted, renewed))
             })
             .await;
+        let result = result.map(|(deleted, renewed)| {
+            for client in &renewed {
+                app.hub.notify(client);
+            }
+            deleted
+        });
         match result {
             Ok(0) => {}
             Ok(n) => eprintln!("event=audit.retention deleted={n}"),

@@ -121,6 +121,7 @@ pub async fn put_quota(
         },
     )
     .await?;
+    app.hub.notify(&quota.client_id);
     Ok(ok(quota))
 }
 

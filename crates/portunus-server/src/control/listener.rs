@@ -619,6 +619,46 @@ impl Session {
             Ok(Some(ClientMessage::Ping { nonce })) => {
                 self.send(&ServerMessage::Pong { nonce }).await
             }
+            Ok(Some(ClientMessage::Usage { samples })) => {
+                let client_id = self.client_id.clone();
+                let result = self
+                    .app
+                    .db
+                    .write(move |tx| {
+                        let exhausted =
+                            crate::model::quotas::record_usage(tx, &client_id, &samples)?;
+                        if !exhausted.is_empty() {
+                            crate::model::clients::bump_generation(tx, &client_id)?;
+                        }
+                        Ok::<_, Error>(exhausted)
+                    })
+                    .await;
+                match result {
+                    Ok(exhausted) => {
+                        for owner in &exhausted {
+                            self.app.audit(Event::now(
+                                "system",
+                                "quota.exhausted",
+                                format!("client:{}", self.client_id),
+                                Outcome::Ok,
+                                json!({"owner_id": owner}),
+                            ));
+                        }
+                        if exhausted.is_empty() {
+                            Ok(())
+                        } else {
+                            self.push_rules(false).await
+                        }
+                    }
+                    Err(e) => {
+                        let _ = self
+                            .conn
+                            .send(&ServerMessage::error(e.code, e.message, false))
+                            .await;
+                        Err(format!("storing usage failed: {}", e.code))
+                    }
+                }
+            }
             Ok(Some(ClientMessage::Status { generation, rules })) => {
                 match self.store_status(generation, rules).await {
                     Ok(()) => Ok(()),
@@ -798,7 +838,11 @@ pub fn desired_state(conn: &Connection, client_id: &str) -> Result<(u64, Vec<Rul
     let rules = crate::model::rules::enabled_on(conn, client_id)?;
     let mut owners: HashMap<String, Caps> = HashMap::new();
     let mut specs = Vec::with_capacity(rules.len());
+    let period = crate::model::quotas::period_of(ids::now_ms());
     for rule in rules {
+        if crate::model::quotas::is_exhausted(conn, &rule.owner_id, client_id, &period)? {
+            continue;
+        }
         let owner_caps = match owners.get(&rule.owner_id) {
             Some(caps) => *caps,
             None => {
