@@ -322,6 +322,7 @@ async fn retention_loop(app: Shared, mut stop: watch::Receiver<bool>) {
                     rows,
                 )?;
                 crate::model::quotas::prune_samples(tx, now)?;
+                crate::auth::sessions::prune_expired(tx, now)?;
                 let renewed = crate::model::quotas::roll_over(tx, now)?;
                 Ok::<_, crate::error::Error>((deleted, renewed))
             })

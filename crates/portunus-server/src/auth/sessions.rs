@@ -78,6 +78,11 @@ pub fn verify(conn: &Connection, cookie: &str, now: i64) -> Result<Option<Princi
     }))
 }
 
+/// Deletes expired sessions (each user's are also dropped when they next log in).
+pub fn prune_expired(tx: &Transaction<'_>, now: i64) -> Result<usize> {
+    Ok(tx.execute("DELETE FROM web_sessions WHERE expires_at <= ?1", [now])?)
+}
+
 /// Ends the session behind a cookie value.
 pub fn delete(tx: &Transaction<'_>, cookie: &str) -> Result<()> {
     tx.execute(
