@@ -6,10 +6,12 @@
 //! protocols) live here, once. So do the control protocol they speak ([`wire`]) and the
 //! certificate pinning the client uses to trust the server ([`pin`]).
 
+pub mod forward;
 pub mod pin;
 pub mod rule;
 pub mod wire;
 
+pub use forward::{Forwarder, ForwarderConfig, OwnerUsage, RuleStats};
 pub use pin::{PinError, PinnedVerifier, fingerprint_of_der, pinned_client_config};
 pub use rule::{
     MAX_RANGE, MAX_TARGETS, PortRange, Protocol, ProxyProtocol, RuleError, Target, check_targets,

@@ -396,8 +396,9 @@ async fn hello(
                 .query_row(
                     "SELECT cr.id, c.id, c.revoked_at FROM credentials cr \
                      JOIN clients c ON c.id = cr.client_id \
-                     WHERE cr.token_hash = ?1 AND cr.kind = 'client' AND cr.status = 'active' \
-                       AND (cr.expires_at IS NULL OR cr.expires_at > ?2)",
+                     WHERE cr.token_hash = ?1 AND cr.kind = 'client' \
+                       AND (c.revoked_at IS NOT NULL OR (cr.status = 'active' \
+                            AND (cr.expires_at IS NULL OR cr.expires_at > ?2)))",
                     params![token_hash, now],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
