@@ -134,6 +134,17 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) the process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // /proc reports in USER_HZ, which Linux fixes at 100 for user space.
+    ticks / 100.0
+}
+
 fn wait_for(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -193,10 +204,16 @@ fn main() {
 
     // Throughput: alternate direct and forwarded runs, best of three each.
     let (mut direct, mut via) = (0f64, 0f64);
+    let cpu_before = cpu_seconds(pid);
     for _ in 0..3 {
         direct = direct.max(stream(sink));
         via = via.max(stream(SocketAddr::from(([127, 0, 0, 1], p_stream))));
     }
+    // What forwarding costs the forwarder itself, whatever the sender and receiver cost: on a
+    // machine with two cores the three processes share them, so throughput alone undersells it.
+    let cpu_per_gib =
+        (cpu_seconds(pid) - cpu_before) / (3.0 * STREAM_BYTES as f64 / (1u64 << 30) as f64);
+    let capacity_gbit = 8.0 * (1u64 << 30) as f64 / 1e9 / cpu_per_gib;
 
     // Latency.
     let direct_rt = round_trips(echo);
@@ -235,6 +252,7 @@ fn main() {
                 "rtt_p50_us_direct": pct(&direct_rt, 0.5).as_secs_f64() * 1e6,
                 "rtt_p50_us_forwarded": pct(&via_rt, 0.5).as_secs_f64() * 1e6,
                 "added_p50_us": added(0.5), "added_p99_us": added(0.99),
+                "forwarder_cpu_s_per_gib": cpu_per_gib, "forwarder_gbit_per_core": capacity_gbit,
                 "rss_idle_kib": idle_rss, "rss_loaded_kib": loaded_rss,
                 "tcp_connections": CONNECTIONS, "udp_flows": FLOWS,
             })
@@ -251,18 +269,25 @@ fn main() {
         "TCP throughput, one stream, Gbit/s (best of 3)", direct, via, ratio
     );
     println!(
+        "{:<44} {:>12} {:>12.3} {:>8}",
+        "forwarder CPU seconds per GiB forwarded",
+        "",
+        cpu_per_gib,
+        format!("{capacity_gbit:.0} Gbit/s per core")
+    );
+    println!(
         "{:<44} {:>12.1} {:>12.1} {:>8}",
         "round trip p50, µs",
         pct(&direct_rt, 0.5).as_secs_f64() * 1e6,
         pct(&via_rt, 0.5).as_secs_f64() * 1e6,
-        format!("+{:.1}", added(0.5))
+        format!("{:+.1}", added(0.5))
     );
     println!(
         "{:<44} {:>12.1} {:>12.1} {:>8}",
         "round trip p99, µs",
         pct(&direct_rt, 0.99).as_secs_f64() * 1e6,
         pct(&via_rt, 0.99).as_secs_f64() * 1e6,
-        format!("+{:.1}", added(0.99))
+        format!("{:+.1}", added(0.99))
     );
     println!(
         "{:<44} {:>12} {:>12}",
