@@ -197,7 +197,12 @@ impl Bundle {
 /// Finds and loads the bundle: the first location of [`bundle_candidates`] that exists is used
 /// (and must be valid); when none exists, the error lists every path tried.
 pub fn resolve(flag: Option<&Path>, env: &Env) -> Result<(PathBuf, Bundle), BundleError> {
-    let tried = bundle_candidates(flag, env);
+    // An explicit --bundle is the only place looked at: silently running with some other
+    // bundle because of a typo would be worse than stopping.
+    let tried = match flag {
+        Some(path) => vec![(Source::Flag, path.to_path_buf())],
+        None => bundle_candidates(None, env),
+    };
     for (_, path) in &tried {
         match std::fs::metadata(path) {
             Ok(_) => return Bundle::load(path).map(|b| (path.clone(), b)),

@@ -38,22 +38,30 @@ fn picked(home: &Path, configure: impl FnOnce(&mut std::process::Command)) -> St
 fn no_bundle_anywhere_exits_1_listing_every_path_tried() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
+    let tried = |out: &std::process::Output| -> Vec<String> {
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter_map(|l| l.trim().split("  (").next())
+            .filter(|l| l.ends_with(".json"))
+            .map(str::to_string)
+            .collect()
+    };
+    // An explicit --bundle that does not exist is the only path looked at.
     let out = client_cmd(home)
         .env("PORTUNUS_CLIENT_BUNDLE", home.join("env.json"))
         .args(["--bundle", "flag.json"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let tried: Vec<&str> = err
-        .lines()
-        .filter_map(|l| l.trim().split("  (").next())
-        .filter(|l| l.ends_with(".json"))
-        .collect();
+    assert_eq!(tried(&out), ["flag.json"]);
+    let out = client_cmd(home)
+        .env("PORTUNUS_CLIENT_BUNDLE", home.join("env.json"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
-        tried,
+        tried(&out),
         [
-            "flag.json".to_string(),
             home.join("env.json").display().to_string(),
             home.join("config/portunus/client.bundle.json")
                 .display()
