@@ -300,11 +300,10 @@ mod tests {
             home: Some(dir.path().join("home").into_os_string()),
         };
         let flag = dir.path().join("flag.json");
-        let err = resolve(Some(&flag), &env).unwrap_err();
+        let err = resolve(None, &env).unwrap_err();
         assert_eq!(err.exit_code(), 1);
         let text = err.to_string();
         for p in [
-            flag.display().to_string(),
             dir.path().join("env.json").display().to_string(),
             dir.path()
                 .join("xdg/portunus/client.bundle.json")
@@ -321,10 +320,14 @@ mod tests {
 
         let home = dir.path().join("home/.config/portunus/client.bundle.json");
         sample().write(&home, false).unwrap();
-        assert_eq!(resolve(Some(&flag), &env).unwrap().0, home);
+        assert_eq!(resolve(None, &env).unwrap().0, home);
         let xdg = dir.path().join("xdg/portunus/client.bundle.json");
         sample().write(&xdg, false).unwrap();
-        assert_eq!(resolve(Some(&flag), &env).unwrap().0, xdg);
+        assert_eq!(resolve(None, &env).unwrap().0, xdg);
+        // A flag naming a missing file is the only place looked at, whatever else exists.
+        let err = resolve(Some(&flag), &env).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        assert!(!err.to_string().contains("xdg/portunus"), "{err}");
         sample().write(&flag, false).unwrap();
         assert_eq!(resolve(Some(&flag), &env).unwrap().0, flag);
     }
