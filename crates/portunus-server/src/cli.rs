@@ -55,7 +55,7 @@ pub enum Command {
     Backup(store::cli::BackupArgs),
     /// Replace state.db with a validated backup (refused while a server runs).
     Restore(store::cli::RestoreArgs),
-    /// Delete state.db, -wal and -shm (dry run without --confirm); server.crt/key/toml stay.
+    /// Delete state.db, -wal, -shm and its lock (dry run without --confirm); server.crt/key/toml stay.
     Reset(store::cli::ResetArgs),
     /// The durable audit log.
     #[command(subcommand)]

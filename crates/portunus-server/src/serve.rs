@@ -222,7 +222,7 @@ pub fn run(config: &store::OpenConfig, args: &ServeArgs) -> ExitCode {
             Ok(Some(token)) => {
                 eprintln!("event=startup.setup_token token={token}");
                 eprintln!(
-                    "portunus-server: no superadmin yet. Create one with:\n  portunus-server setup --server http://{} --setup-token {token} --username admin",
+                    "portunus-server: no superadmin yet. Create one with (the password on stdin):\n  portunus-server setup --server http://{} --setup-token {token} --username admin --password-stdin",
                     local(&api_listener)
                 );
             }
