@@ -135,6 +135,11 @@ impl Store {
         // Everything up to the migration transaction only reads, so refusals leave the file as it was.
         let found = Inspection::read(&conn).map_err(sqlite)?;
         let identity = migrate::identify(tool, &path, &found)?;
+        if identity == migrate::Identity::Legacy {
+            // Ask the adopter in a transaction that is rolled back, before anything else touches
+            // the file: a database it does not recognise is refused byte for byte unchanged.
+            recognised_by_adopter(tool, &path, &conn, &found)?;
+        }
         let pending = migrate::pending(tool, &path, &found, &migrate::embedded(tool))?;
 
         let page_count: i64 = conn
@@ -347,5 +352,31 @@ pub(crate) fn missing_database(tool: &Tool, config: &OpenConfig, outcome: &str) 
         what: "database",
         path: config.path().to_path_buf(),
         hint: format!("{check}. {outcome}"),
+    }
+}
+
+/// Runs the tool's adopter on `conn` inside a transaction that is always rolled back; refuses
+/// the file as foreign when the adopter does not recognise it.
+fn recognised_by_adopter(
+    tool: &Tool,
+    path: &Path,
+    conn: &Connection,
+    found: &Inspection,
+) -> Result<()> {
+    let Some(adopt) = tool.adopt else {
+        return Ok(());
+    };
+    let sqlite = |e| Error::sqlite(path, e);
+    conn.execute_batch("BEGIN").map_err(sqlite)?;
+    let verdict = adopt(conn);
+    conn.execute_batch("ROLLBACK").map_err(sqlite)?;
+    match verdict.map_err(sqlite)? {
+        Some(_) => Ok(()),
+        None => Err(Error::ForeignDatabase {
+            tool: tool.name,
+            path: path.to_path_buf(),
+            found: found.application_id,
+            expected: tool.application_id,
+        }),
     }
 }
