@@ -281,3 +281,78 @@ fn the_models_repository_behaves_as_documented() {
         })
         .unwrap();
 }
+
+#[test]
+fn metrics_logs_config_and_metadata_behave_as_documented() {
+    use llama_dashboard::db::{config, logs, metadata, metrics};
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("llama-dashboard.db"));
+    store
+        .write(|tx| {
+            // Metrics: missing numbers are 0, history newest first, prune keeps the newest.
+            assert!(metrics::get_latest(tx)?.is_none());
+            for i in 0..5 {
+                metrics::save(
+                    tx,
+                    &metrics::Metrics {
+                        cpu_usage: f64::from(i),
+                        ..Default::default()
+                    },
+                )?;
+            }
+            let latest = metrics::get_latest(tx)?.unwrap();
+            assert_eq!((latest.cpu_usage, latest.swap_usage), (4.0, 0.0));
+            assert!(latest.timestamp > 1_700_000_000);
+            let history = metrics::get_history(tx, 3)?;
+            assert_eq!(
+                history.iter().map(|m| m.cpu_usage).collect::<Vec<_>>(),
+                [4.0, 3.0, 2.0]
+            );
+            assert_eq!(metrics::prune(tx, 2)?, 3);
+            assert_eq!(metrics::prune(tx, 2)?, 0);
+            assert_eq!(metrics::get_history(tx, metrics::DEFAULT_HISTORY)?.len(), 2);
+
+            // Logs: default source, newest first, clear counts.
+            logs::add(tx, "info", "started", None)?;
+            logs::add(tx, "error", "<script>x</script>", Some("llama-server"))?;
+            let all = logs::get_all(tx, logs::DEFAULT_LIMIT)?;
+            assert_eq!(all[0].source.as_deref(), Some("llama-server"));
+            assert_eq!(
+                all[0].message, "<script>x</script>",
+                "stored as given; pages escape it"
+            );
+            assert_eq!(all[1].source.as_deref(), Some("server"));
+            assert_eq!(logs::clear(tx)?, 2);
+
+            // Config: defaults on a fresh install, saved values merged over them.
+            let fresh = config::get(tx, "/home/ada")?;
+            assert_eq!(fresh["port"], 8080);
+            assert_eq!(fresh["ctx_size"], 2048);
+            assert_eq!(fresh["baseModelsPath"], "/home/ada/models");
+            assert_eq!(fresh["llama_server_host"], "127.0.0.1");
+            let mut changed = serde_json::Map::new();
+            changed.insert("threads".into(), json!(8));
+            changed.insert("baseModelsPath".into(), json!("/data/models"));
+            config::save(tx, &changed)?;
+            let merged = config::get(tx, "/home/ada")?;
+            assert_eq!(
+                (merged["threads"].clone(), merged["port"].clone()),
+                (json!(8), json!(8080))
+            );
+            assert_eq!(merged["baseModelsPath"], "/data/models");
+
+            // Metadata: JSON values, defaults when absent.
+            assert_eq!(metadata::get(tx, "last_scan", json!(null))?, json!(null));
+            metadata::set(tx, "last_scan", &json!({"files": 3, "at": 1700000000}))?;
+            assert_eq!(metadata::get(tx, "last_scan", json!(null))?["files"], 3);
+            let updated: i64 = tx.query_row(
+                "SELECT updated_at FROM metadata WHERE key = 'last_scan'",
+                [],
+                |r| r.get(0),
+            )?;
+            assert!(updated > 1_700_000_000);
+            Ok::<_, store::Error>(())
+        })
+        .unwrap();
+}

@@ -7,6 +7,10 @@
 //! 1.1/1.2 migrations added; it is adopted in place: missing columns are added with their
 //! documented defaults, missing tables and indexes are created, and every row is kept.
 
+pub mod config;
+pub mod logs;
+pub mod metadata;
+pub mod metrics;
 pub mod models;
 
 use rusqlite::Connection;
