@@ -11,7 +11,7 @@ use serde_json::json;
 #[test]
 fn bad_ports_are_usage_errors_and_change_nothing() {
     let env = Env::new();
-    env.ok(&["reserve", "43200", "-n", "web"]);
+    env.ok(&["reserve", "23200", "-n", "web"]);
     let before = ports_rows(&env.sql());
     for args in [
         vec!["reserve", "0", "-n", "x"],
@@ -20,8 +20,8 @@ fn bad_ports_are_usage_errors_and_change_nothing() {
         vec!["release", "-5"],
         vec!["list", "--status", "busy"],
         vec!["request", "-n", "x", "--start", "5000", "--end", "4000"],
-        vec!["reserve", "43201", "-n", "x", "--metadata", "novalue"],
-        vec!["kill", "43201", "--signal", "STOP"],
+        vec!["reserve", "23201", "-n", "x", "--metadata", "novalue"],
+        vec!["kill", "23201", "--signal", "STOP"],
     ] {
         let (code, out, err) = env.run(&args);
         assert_eq!(code, 64, "{args:?}: {out}{err}");
@@ -41,8 +41,8 @@ fn bad_ports_are_usage_errors_and_change_nothing() {
 #[test]
 fn json_errors_are_json_on_stdout_with_the_exit_code() {
     let env = Env::new();
-    env.ok(&["reserve", "43210", "-n", "web"]);
-    let err = env.json(&["reserve", "43210", "-n", "api"], 73);
+    env.ok(&["reserve", "23210", "-n", "web"]);
+    let err = env.json(&["reserve", "23210", "-n", "api"], 73);
     assert_eq!(err["error"]["code"], "port_reserved");
     assert!(err["error"]["message"].as_str().unwrap().contains("'web'"));
     let err = env.json(&["release", "--project", "nobody"], 66);
@@ -52,11 +52,11 @@ fn json_errors_are_json_on_stdout_with_the_exit_code() {
 #[test]
 fn reserving_your_own_port_again_updates_it_and_keeps_its_history() {
     let env = Env::new();
-    env.ok(&["reserve", "43220", "-n", "web", "-t", "a"]);
+    env.ok(&["reserve", "23220", "-n", "web", "-t", "a"]);
     let out = env.json(
         &[
             "reserve",
-            "43220",
+            "23220",
             "-n",
             "web",
             "-d",
@@ -75,15 +75,15 @@ fn reserving_your_own_port_again_updates_it_and_keeps_its_history() {
 #[test]
 fn release_by_port_project_tag_and_all() {
     let env = Env::new();
-    env.ok(&["reserve", "43230", "43231", "-n", "web", "-t", "front"]);
-    env.ok(&["reserve", "43232", "-n", "api", "-t", "back"]);
-    env.ok(&["reserve", "43233", "-n", "db"]);
-    let out = env.json(&["release", "43230", "43299"], 0);
+    env.ok(&["reserve", "23230", "23231", "-n", "web", "-t", "front"]);
+    env.ok(&["reserve", "23232", "-n", "api", "-t", "back"]);
+    env.ok(&["reserve", "23233", "-n", "db"]);
+    let out = env.json(&["release", "23230", "23299"], 0);
     assert_eq!(
         out["results"],
         json!([
-            {"port": 43230, "status": "released", "projectName": "web"},
-            {"port": 43299, "status": "not-reserved", "projectName": null}
+            {"port": 23230, "status": "released", "projectName": "web"},
+            {"port": 23299, "status": "not-reserved", "projectName": null}
         ])
     );
     env.ok(&["release", "--tag", "back"]);
@@ -95,7 +95,7 @@ fn release_by_port_project_tag_and_all() {
         .iter()
         .map(|r| r["number"].as_u64().unwrap())
         .collect();
-    assert_eq!(left, [43233]);
+    assert_eq!(left, [23233]);
     env.ok(&["release", "--all"]);
     assert_eq!(env.json(&["list"], 0), json!([]));
     assert_eq!(env.run(&["release"]).0, 64, "release needs a selector");
@@ -113,16 +113,16 @@ fn request_honours_range_avoid_contiguous_and_stable_and_fails_fast() {
             "-n",
             "svc",
             "--start",
-            "44000",
+            "24000",
             "--end",
-            "44010",
+            "24010",
             "--avoid",
-            "44000,44002-44003",
+            "24000,24002-24003",
             "--contiguous",
         ],
         0,
     );
-    assert_eq!(out["ports"], json!([44004, 44005, 44006]));
+    assert_eq!(out["ports"], json!([24004, 24005, 24006]));
 
     let a = env.json(
         &[
@@ -130,9 +130,9 @@ fn request_honours_range_avoid_contiguous_and_stable_and_fails_fast() {
             "-n",
             "stable-app",
             "--start",
-            "44100",
+            "24100",
             "--end",
-            "44199",
+            "24199",
             "--stable",
         ],
         0,
@@ -143,9 +143,9 @@ fn request_honours_range_avoid_contiguous_and_stable_and_fails_fast() {
             "-n",
             "stable-app",
             "--start",
-            "44100",
+            "24100",
             "--end",
-            "44199",
+            "24199",
             "--stable",
         ],
         0,
@@ -159,9 +159,9 @@ fn request_honours_range_avoid_contiguous_and_stable_and_fails_fast() {
             "-n",
             "stable-app",
             "--start",
-            "44100",
+            "24100",
             "--end",
-            "44199",
+            "24199",
             "--stable",
         ],
         0,
@@ -170,7 +170,7 @@ fn request_honours_range_avoid_contiguous_and_stable_and_fails_fast() {
 
     let err = env.json(
         &[
-            "request", "5", "-n", "big", "--start", "44300", "--end", "44302",
+            "request", "5", "-n", "big", "--start", "24300", "--end", "24302",
         ],
         69,
     );
@@ -179,12 +179,12 @@ fn request_honours_range_avoid_contiguous_and_stable_and_fails_fast() {
         err["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("44300-44302")
+            .contains("24300-24302")
     );
 
     let random = env.json(
         &[
-            "request", "2", "-n", "rnd", "--start", "44400", "--end", "44499", "--random",
+            "request", "2", "-n", "rnd", "--start", "24400", "--end", "24499", "--random",
         ],
         0,
     );
@@ -214,10 +214,10 @@ fn request_skips_a_port_something_listens_on() {
 #[test]
 fn history_filters_and_names_who_did_it() {
     let env = Env::new();
-    env.ok(&["reserve", "43240", "-n", "web"]);
-    env.ok(&["release", "43240"]);
-    env.ok(&["reserve", "43241", "-n", "api"]);
-    let h = env.json(&["history", "43240"], 0);
+    env.ok(&["reserve", "23240", "-n", "web"]);
+    env.ok(&["release", "23240"]);
+    env.ok(&["reserve", "23241", "-n", "api"]);
+    let h = env.json(&["history", "23240"], 0);
     let actions: Vec<&str> = h
         .as_array()
         .unwrap()
@@ -256,17 +256,17 @@ fn history_filters_and_names_who_did_it() {
 #[test]
 fn stale_and_summary_answer_from_the_documented_queries_and_views() {
     let env = Env::new();
-    env.ok(&["reserve", "43250", "-n", "old"]);
-    env.ok(&["reserve", "43251", "-n", "new"]);
+    env.ok(&["reserve", "23250", "-n", "old"]);
+    env.ok(&["reserve", "23251", "-n", "new"]);
     env.sql()
         .execute(
-            "UPDATE ports SET reservedAt = datetime('now', '-45 days') WHERE number = 43250",
+            "UPDATE ports SET reservedAt = datetime('now', '-45 days') WHERE number = 23250",
             [],
         )
         .unwrap();
     let stale = env.json(&["stale"], 0);
     assert_eq!(stale.as_array().unwrap().len(), 1);
-    assert_eq!(stale[0]["number"], 43250);
+    assert_eq!(stale[0]["number"], 23250);
     assert_eq!(env.json(&["stale", "--days", "60"], 0), json!([]));
     let summary = env.json(&["summary"], 0);
     assert_eq!(summary["summary"]["reserved_count"], 2);
@@ -278,11 +278,11 @@ fn stale_and_summary_answer_from_the_documented_queries_and_views() {
 #[test]
 fn db_prune_cleans_old_history_as_the_seed_says() {
     let env = Env::new();
-    env.ok(&["reserve", "43260", "-n", "web"]);
+    env.ok(&["reserve", "23260", "-n", "web"]);
     env.sql()
         .execute_batch(
-            "INSERT INTO port_history (port, action, performedAt) VALUES (43260, 'reserved', datetime('now', '-400 days'));
-             INSERT INTO active_scans (port, pid, scannedAt) VALUES (43260, 1, datetime('now', '-8 days'));",
+            "INSERT INTO port_history (port, action, performedAt) VALUES (23260, 'reserved', datetime('now', '-400 days'));
+             INSERT INTO active_scans (port, pid, scannedAt) VALUES (23260, 1, datetime('now', '-8 days'));",
         )
         .unwrap();
     let dry = env.json(&["db", "prune", "--dry-run"], 0);

@@ -99,17 +99,17 @@ fn every_documented_statement_runs_unchanged_and_answers_its_heading() {
         "react",
     ]);
     env.ok(&["reserve", &live, "-n", "api", "-d", "live server"]);
-    env.ok(&["reserve", "43100", "-n", "old-project"]);
-    env.ok(&["reserve", "43101", "-n", "my-app"]);
-    env.ok(&["release", "43101"]);
+    env.ok(&["reserve", "23100", "-n", "old-project"]);
+    env.ok(&["reserve", "23101", "-n", "my-app"]);
+    env.ok(&["release", "23101"]);
     env.ok(&["scan"]);
     let conn = env.sql();
     conn.execute_batch(
-        "UPDATE ports SET reservedAt = datetime('now', '-40 days') WHERE number = 43100;
+        "UPDATE ports SET reservedAt = datetime('now', '-40 days') WHERE number = 23100;
          INSERT INTO port_history (port, action, projectName, performedAt)
            VALUES (3000, 'reserved', 'my-app', datetime('now', '-400 days'));
          INSERT INTO active_scans (port, pid, processName, state, address, protocol, scannedAt)
-           VALUES (43199, 1, 'ghost', 'LISTEN', '127.0.0.1', 'tcp', datetime('now', '-10 days'));",
+           VALUES (23199, 1, 'ghost', 'LISTEN', '127.0.0.1', 'tcp', datetime('now', '-10 days'));",
     )
     .unwrap();
 
@@ -121,7 +121,7 @@ fn every_documented_statement_runs_unchanged_and_answers_its_heading() {
         match heading.as_str() {
             "Get All Reserved Ports" => {
                 let ports: Vec<i64> = got.iter().map(|r| int(&r["number"])).collect();
-                let mut want = vec![3000, 43100, listener.port.into()];
+                let mut want = vec![3000, 23100, listener.port.into()];
                 want.sort();
                 assert_eq!(ports, want);
                 let tags = got.iter().find(|r| int(&r["number"]) == 3000).unwrap();
@@ -130,7 +130,7 @@ fn every_documented_statement_runs_unchanged_and_answers_its_heading() {
             "Find Ports by Project" => {
                 let ports: Vec<i64> = got.iter().map(|r| int(&r["number"])).collect();
                 // my-app's released port is still its row (status free): the query lists rows.
-                assert_eq!(ports, [3000, 43101]);
+                assert_eq!(ports, [3000, 23101]);
             }
             "Get Port History" => {
                 // Newest first; rows within one second tie, as `datetime('now')` has seconds.
@@ -148,7 +148,7 @@ fn every_documented_statement_runs_unchanged_and_answers_its_heading() {
             }
             "Find Stale Reservations" => {
                 assert_eq!(got.len(), 1, "{got:?}");
-                assert_eq!(int(&got[0]["number"]), 43100);
+                assert_eq!(int(&got[0]["number"]), 23100);
                 match got[0]["days_old"] {
                     Value::Real(d) => assert!((39.9..40.1).contains(&d), "{d}"),
                     ref other => panic!("{other:?}"),
@@ -227,7 +227,7 @@ fn every_documented_statement_runs_unchanged_and_answers_its_heading() {
     );
     let ghosts: i64 = conn
         .query_row(
-            "SELECT count(*) FROM active_scans WHERE port = 43199",
+            "SELECT count(*) FROM active_scans WHERE port = 23199",
             [],
             |r| r.get(0),
         )

@@ -8,7 +8,7 @@ use common::{Env, ports_rows};
 fn populate(env: &Env) {
     env.ok(&[
         "reserve",
-        "43001",
+        "23001",
         "-n",
         "web",
         "-d",
@@ -19,12 +19,12 @@ fn populate(env: &Env) {
         "-m",
         "team=alpha",
     ]);
-    env.ok(&["reserve", "43002", "-n", "api", "--auto-release"]);
-    env.ok(&["reserve", "43003", "-n", "db"]);
+    env.ok(&["reserve", "23002", "-n", "api", "--auto-release"]);
+    env.ok(&["reserve", "23003", "-n", "db"]);
     // Backdate one, so a lost timestamp would show.
     env.sql()
         .execute(
-            "UPDATE ports SET reservedAt = '2024-01-20 10:30:00' WHERE number = 43003",
+            "UPDATE ports SET reservedAt = '2024-01-20 10:30:00' WHERE number = 23003",
             [],
         )
         .unwrap();
@@ -121,8 +121,8 @@ fn merge_refuses_conflicts_dry_run_shows_the_diff_and_replace_releases_the_rest(
     std::fs::write(
         &file,
         r#"{"version":"1.0.0","exportDate":"2025-07-26T13:46:07.211Z","ports":[
-            {"number":43001,"projectName":"other","description":null,"tags":[],"reservedAt":"2025-07-26T13:46:06.757Z"},
-            {"number":43010,"projectName":"new","description":"n","tags":["x"],"reservedAt":"2025-07-26T13:46:06.757Z"}]}"#,
+            {"number":23001,"projectName":"other","description":null,"tags":[],"reservedAt":"2025-07-26T13:46:06.757Z"},
+            {"number":23010,"projectName":"new","description":"n","tags":["x"],"reservedAt":"2025-07-26T13:46:06.757Z"}]}"#,
     )
     .unwrap();
     let before = ports_rows(&env.sql());
@@ -134,9 +134,9 @@ fn merge_refuses_conflicts_dry_run_shows_the_diff_and_replace_releases_the_rest(
 
     let dry = env.json(&["import", f, "--replace", "--dry-run"], 0);
     assert_eq!(dry["source"], "original-cli");
-    assert_eq!(dry["diff"]["added"], serde_json::json!([43010]));
-    assert!(dry["diff"]["conflicts"]["43001"].is_object());
-    assert_eq!(dry["diff"]["removed"], serde_json::json!([43002, 43003]));
+    assert_eq!(dry["diff"]["added"], serde_json::json!([23010]));
+    assert!(dry["diff"]["conflicts"]["23001"].is_object());
+    assert_eq!(dry["diff"]["removed"], serde_json::json!([23002, 23003]));
     assert_eq!(ports_rows(&env.sql()), before, "a dry run changes nothing");
 
     env.ok(&["import", f, "--replace"]);
@@ -152,12 +152,12 @@ fn merge_refuses_conflicts_dry_run_shows_the_diff_and_replace_releases_the_rest(
             )
         })
         .collect();
-    assert_eq!(held, [(43001, "other".into()), (43010, "new".into())]);
+    assert_eq!(held, [(23001, "other".into()), (23010, "new".into())]);
     // The original's reservedAt is kept, normalised to the stored form.
     let reserved_at: String = env
         .sql()
         .query_row(
-            "SELECT reservedAt FROM ports WHERE number = 43010",
+            "SELECT reservedAt FROM ports WHERE number = 23010",
             [],
             |r| r.get(0),
         )
@@ -171,7 +171,7 @@ fn the_original_gui_export_keeps_auto_release() {
     let file = env.path("portmanager-export-2025-07-26.json");
     std::fs::write(
         &file,
-        r#"{"version":"1.0.0","exportedAt":"2025-07-26T13:46:07.211Z","ports":[{"number":43020,"projectName":"gui","description":"from the app","tags":["a","b"],"autoRelease":true}]}"#,
+        r#"{"version":"1.0.0","exportedAt":"2025-07-26T13:46:07.211Z","ports":[{"number":23020,"projectName":"gui","description":"from the app","tags":["a","b"],"autoRelease":true}]}"#,
     )
     .unwrap();
     let out = env.json(&["import", file.to_str().unwrap()], 0);
@@ -195,9 +195,9 @@ fn the_original_database_is_imported_with_its_tags() {
              CREATE TABLE tags (id INTEGER PRIMARY KEY AUTOINCREMENT, port_number INTEGER NOT NULL,
                tag TEXT NOT NULL, FOREIGN KEY (port_number) REFERENCES ports(number) ON DELETE CASCADE,
                UNIQUE(port_number, tag));
-             INSERT INTO ports VALUES (43030, 'legacy', 'old app', 'in-use', NULL, '2025-07-26T13:46:06.757Z', NULL, 1);
-             INSERT INTO ports VALUES (43031, 'gone', NULL, 'free', NULL, '2025-07-26T13:46:06.757Z', NULL, 0);
-             INSERT INTO tags (port_number, tag) VALUES (43030, 'web'), (43030, 'v1');",
+             INSERT INTO ports VALUES (23030, 'legacy', 'old app', 'in-use', NULL, '2025-07-26T13:46:06.757Z', NULL, 1);
+             INSERT INTO ports VALUES (23031, 'gone', NULL, 'free', NULL, '2025-07-26T13:46:06.757Z', NULL, 0);
+             INSERT INTO tags (port_number, tag) VALUES (23030, 'web'), (23030, 'v1');",
         )
         .unwrap();
     }
@@ -205,7 +205,7 @@ fn the_original_database_is_imported_with_its_tags() {
     assert_eq!(out["source"], "original-database");
     assert_eq!(out["imported"], 1);
     let row = &env.json(&["list"], 0)[0];
-    assert_eq!(row["number"], 43030);
+    assert_eq!(row["number"], 23030);
     assert_eq!(row["projectName"], "legacy");
     assert_eq!(
         row["status"], "reserved",
