@@ -110,27 +110,10 @@ pub const COLUMNS: [&str; 21] = [
     "updated_at",
 ];
 
-/// Columns `update` may change (everything but the id and creation time).
-const UPDATABLE: [&str; 18] = [
-    "name",
-    "type",
-    "status",
-    "parameters",
-    "model_path",
-    "file_size",
-    "params",
-    "quantization",
-    "ctx_size",
-    "embedding_size",
-    "block_count",
-    "head_count",
-    "head_count_kv",
-    "ffn_dim",
-    "file_type",
-    "batch_size",
-    "threads",
-    "favorite",
-];
+/// Whether `update` may change a column: any but the id and the two timestamps.
+fn updatable(column: &str) -> bool {
+    COLUMNS.contains(&column) && !matches!(column, "id" | "created_at" | "updated_at")
+}
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Model> {
     Ok(Model {
@@ -278,7 +261,7 @@ pub fn update(
     let mut sets = Vec::new();
     let mut values: Vec<Value> = Vec::new();
     for (key, value) in updates {
-        if !UPDATABLE.contains(&key.as_str()) {
+        if !updatable(key) {
             continue;
         }
         let v = match value {

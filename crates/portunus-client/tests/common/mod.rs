@@ -266,67 +266,10 @@ impl Drop for Server {
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-/// JSON over HTTP, returning status and body whatever the status.
-pub struct Http {
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Http {
-    pub fn new(base: &str) -> Http {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(WAIT))
-            .build()
-            .into();
-        Http {
-            base: base.to_string(),
-            agent,
-        }
-    }
-
-    pub fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let result = match (method, body) {
-            ("GET", None) => {
-                let mut req = self.agent.get(&url);
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.call()
-            }
-            ("DELETE", None) => {
-                let mut req = self.agent.delete(&url);
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.call()
-            }
-            (method, body) => {
-                let mut req = match method {
-                    "PUT" => self.agent.put(&url),
-                    "PATCH" => self.agent.patch(&url),
-                    _ => self.agent.post(&url),
-                };
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.send_json(body.unwrap_or(json!({})))
-            }
-        };
-        let mut response = result.unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
+/// The API client the server's own tests use.
+#[path = "../../../portunus-server/tests/common/http.rs"]
+mod http;
+pub use http::Http;
 
 /// The superadmin's side of a test.
 pub struct Operator {
