@@ -12,6 +12,18 @@ use common::*;
 use rustix::process::Signal;
 use serde_json::json;
 
+/// A TCP echo target, a rule forwarding `listen` to it, and a client that has applied it.
+fn echo_rule_running(f: &Fleet) -> (Background, u16, Client) {
+    let target = tcp_echo(0);
+    let listen = free_port();
+    f.op.rule(tcp_rule(&f.client_id, listen, target.port));
+    let client = Client::start(&f.home);
+    client
+        .log
+        .wait_for("event=rules_applied generation=1 active=1");
+    (target, listen, client)
+}
+
 #[test]
 fn an_enrolled_client_forwards_tcp_and_udp() {
     let f = Fleet::new();
@@ -158,13 +170,7 @@ fn a_rule_pushed_while_the_client_is_offline_applies_when_it_connects() {
 #[test]
 fn a_client_restarted_while_the_server_is_down_forwards_its_persisted_rules() {
     let mut f = Fleet::new();
-    let target = tcp_echo(0);
-    let listen = free_port();
-    f.op.rule(tcp_rule(&f.client_id, listen, target.port));
-    let mut client = Client::start(&f.home);
-    client
-        .log
-        .wait_for("event=rules_applied generation=1 active=1");
+    let (_target, listen, mut client) = echo_rule_running(&f);
     assert!(client.stop().success());
     wait_refused(listen);
     let state = f
@@ -288,13 +294,7 @@ fn the_target_receives_a_proxy_v2_header() {
 #[test]
 fn a_revoked_client_stops_forwarding_and_exits_77() {
     let f = Fleet::new();
-    let target = tcp_echo(0);
-    let listen = free_port();
-    f.op.rule(tcp_rule(&f.client_id, listen, target.port));
-    let mut client = Client::start(&f.home);
-    client
-        .log
-        .wait_for("event=rules_applied generation=1 active=1");
+    let (_target, listen, mut client) = echo_rule_running(&f);
     wait_tcp(listen);
     f.op.ok("DELETE", &format!("/v1/clients/{}", f.client_id), None);
     let status = client.wait();
@@ -360,13 +360,7 @@ fn sigint_reports_usage_before_exiting() {
 #[test]
 fn usage_from_an_outage_is_reported_later_even_across_a_client_restart() {
     let mut f = Fleet::new();
-    let target = tcp_echo(0);
-    let listen = free_port();
-    f.op.rule(tcp_rule(&f.client_id, listen, target.port));
-    let mut client = Client::start(&f.home);
-    client
-        .log
-        .wait_for("event=rules_applied generation=1 active=1");
+    let (_target, listen, mut client) = echo_rule_running(&f);
     wait_tcp(listen);
     let used = |op: &Operator| {
         op.ok("GET", "/v1/quotas", None)[0]["used_bytes"]
