@@ -164,11 +164,7 @@ pub fn scan(
         match gguf::read_header(&group.primary) {
             Ok(info) => {
                 let mut model = row.cloned().unwrap_or_else(|| models::Model {
-                    name: group
-                        .primary
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| key.clone()),
+                    name: group.name(),
                     model_path: Some(key.clone()),
                     ..models::Model::default()
                 });

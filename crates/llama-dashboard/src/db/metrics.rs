@@ -105,3 +105,12 @@ pub fn prune(tx: &Transaction<'_>, max_records: u64) -> rusqlite::Result<usize> 
         [keep],
     )
 }
+
+/// Deletes snapshots older than `max_age_secs`; returns how many went.
+pub fn prune_older_than(tx: &Transaction<'_>, max_age_secs: u64) -> rusqlite::Result<usize> {
+    let cutoff = super::models::now() - i64::try_from(max_age_secs).unwrap_or(i64::MAX);
+    tx.execute("DELETE FROM metrics WHERE timestamp < ?1", [cutoff])
+}
+
+/// Age after which the server's retention deletes a snapshot unless configured otherwise (7 days).
+pub const DEFAULT_MAX_AGE_SECS: u64 = 7 * 24 * 3600;

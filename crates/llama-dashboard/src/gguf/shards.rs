@@ -40,6 +40,23 @@ pub struct ModelFiles {
     pub mmproj: Option<PathBuf>,
 }
 
+impl ModelFiles {
+    /// The model's display name: the file name, without the `-00001-of-00003` part for a split
+    /// model (`llama-Q8_0-00001-of-00003.gguf` is `llama-Q8_0.gguf`).
+    #[must_use]
+    pub fn name(&self) -> String {
+        let file = self
+            .primary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match split_name(&file) {
+            Some((base, _, count)) if count > 1 => format!("{base}.gguf"),
+            _ => file,
+        }
+    }
+}
+
 /// Splits a file name `<base>-<i>-of-<n>.gguf` into `(base, i, n)`.
 fn split_name(file_name: &str) -> Option<(&str, u32, u32)> {
     let stem = strip_gguf(file_name)?;
@@ -186,6 +203,7 @@ mod tests {
             ])
         );
         assert_eq!(models[0].shard_count, 3);
+        assert_eq!(models[0].name(), "big.gguf");
         assert!(models[0].missing_shards.is_empty());
         assert_eq!(models[1].shards, paths(&["/m/small.gguf"]));
         assert_eq!(models[1].shard_count, 1);

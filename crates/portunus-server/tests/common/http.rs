@@ -1,5 +1,5 @@
-//! A JSON-over-HTTP client for tests of the Portunus API: status and body whatever the status.
-//! Shared with `portunus-client`'s tests, which include this file by path.
+//! A JSON-over-HTTP client for tests of an HTTP API: status and body whatever the status.
+//! Shared with the tests of `portunus-client` and `llama-dashboard`, which include this file by path.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;

@@ -1,0 +1,98 @@
+//! The state every request handler and background task shares: the store, the live event hub,
+//! the latest metrics sample, counters for the Prometheus export, and the security settings the
+//! server was started with.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use store::AsyncStore;
+use tokio::sync::Mutex;
+
+use crate::db::metrics::Metrics;
+use crate::events::Events;
+use crate::logging::LogStats;
+
+/// Shared state; cheap to clone.
+pub type Shared = Arc<App>;
+
+/// The server's state.
+#[derive(Debug)]
+pub struct App {
+    /// The database.
+    pub db: Arc<AsyncStore>,
+    /// Live events for SSE streams.
+    pub events: Events,
+    /// The home directory the documented `baseModelsPath` default is relative to.
+    pub home: String,
+    /// The key every request must carry, when one is set.
+    pub api_key: Option<String>,
+    /// Whether the listener is on a loopback address (then Host headers must name loopback too).
+    pub loopback: bool,
+    /// One scan at a time.
+    pub scan_lock: Mutex<()>,
+    /// The most recent sample, for `/metrics` and `/api/metrics/latest` between stored rows.
+    pub latest: std::sync::Mutex<Option<Metrics>>,
+    /// NVIDIA GPUs seen by the sampler.
+    pub gpu_devices: AtomicU64,
+    /// Counters.
+    pub counters: Counters,
+    /// Log writer counters.
+    pub log_stats: Arc<LogStats>,
+    /// When the server started.
+    pub started: Instant,
+    /// Turns true when the server is stopping; live streams and tasks end then.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// Counters exported at `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// API requests answered, by class.
+    pub requests_2xx: AtomicU64,
+    /// 4xx answers.
+    pub requests_4xx: AtomicU64,
+    /// 5xx answers.
+    pub requests_5xx: AtomicU64,
+    /// Requests refused for a missing or wrong API key, or a foreign Host.
+    pub unauthorized: AtomicU64,
+    /// Scans run.
+    pub scans: AtomicU64,
+    /// Samples taken.
+    pub samples: AtomicU64,
+    /// Samples stored.
+    pub samples_stored: AtomicU64,
+    /// Metrics rows deleted by retention.
+    pub metrics_pruned: AtomicU64,
+}
+
+impl Counters {
+    /// Counts an answer by its status.
+    pub fn count_status(&self, status: u16) {
+        let counter = match status {
+            500.. => &self.requests_5xx,
+            400.. => &self.requests_4xx,
+            _ => &self.requests_2xx,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl App {
+    /// The latest sample, if one was taken.
+    pub fn latest(&self) -> Option<Metrics> {
+        self.latest.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the latest sample.
+    pub fn set_latest(&self, sample: Metrics) {
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = Some(sample);
+        }
+    }
+}
+
+/// Resolves once the server is stopping (at once if it already is).
+pub async fn until_stopped(mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopped| *stopped).await;
+}
