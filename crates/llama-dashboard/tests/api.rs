@@ -437,3 +437,51 @@ fn bad_serve_flags_are_refused_with_usage_status() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("event=startup.invalid_argument"));
     }
 }
+
+#[test]
+fn the_server_runs_retention_on_logs_and_metrics() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("data/llama-dashboard.db");
+    let made = common::bin()
+        .arg("--db")
+        .arg(&db)
+        .args(["config", "get"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        for i in 0..30 {
+            conn.execute("INSERT INTO logs (level, message, source, timestamp) VALUES ('info', ?1, 'old', strftime('%s','now') - 40 * 86400)", [format!("old {i}")]).unwrap();
+            conn.execute("INSERT INTO metrics (cpu_usage, timestamp) VALUES (1, strftime('%s','now') - 3600)", []).unwrap();
+        }
+    }
+    let server = Server::start(home.path(), &["--metrics-keep", "10"], &[]);
+    let http = server.http();
+    // Retention runs at startup, then every minute.
+    let metrics = eventually(10, "retention at startup", || {
+        let text = ureq::get(&format!("{}/metrics", server.url))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        let value = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        // 30 aged log entries; at least the 20 metrics rows beyond the 10 kept (one more if a
+        // sample was stored before the first pass).
+        (value("llama_dashboard_log_entries_pruned_total") == 30
+            && value("llama_dashboard_metrics_pruned_total") >= 20)
+            .then_some(text)
+    });
+    assert!(metrics.contains("llama_dashboard_samples_total"));
+    let (_, old) = http.call("GET", "/api/logs?source=old", None, None);
+    assert_eq!(old, json!([]), "entries older than 30 days are deleted");
+    let (_, history) = http.call("GET", "/api/metrics/history?limit=10000", None, None);
+    assert!(history.as_array().unwrap().len() <= 12, "{history}");
+}

@@ -356,3 +356,110 @@ fn metrics_logs_config_and_metadata_behave_as_documented() {
         })
         .unwrap();
 }
+
+#[test]
+fn retention_bounds_logs_and_metrics_by_count_and_age() {
+    use llama_dashboard::db::{logs, metrics};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("r.db"));
+    let now = llama_dashboard::db::models::now();
+    store
+        .write(|tx| {
+            for i in 0..20 {
+                logs::add(tx, "info", &format!("entry {i}"), Some("models"))?;
+                metrics::save(tx, &metrics::Metrics::default())?;
+            }
+            // Five of each from 40 days ago.
+            tx.execute(
+                "UPDATE logs SET timestamp = ?1 WHERE id <= 5",
+                [now - 40 * 86_400],
+            )?;
+            tx.execute(
+                "UPDATE metrics SET timestamp = ?1 WHERE id <= 5",
+                [now - 40 * 86_400],
+            )?;
+            Ok::<_, store::Error>(())
+        })
+        .unwrap();
+    store
+        .write(|tx| {
+            // 30 days: the five old entries go; then only the newest 10 stay.
+            assert_eq!(logs::prune(tx, 10, logs::DEFAULT_MAX_AGE_SECS)?, 10);
+            assert_eq!(
+                metrics::prune_older_than(tx, metrics::DEFAULT_MAX_AGE_SECS)?,
+                5
+            );
+            assert_eq!(metrics::prune(tx, 12)?, 3);
+            Ok::<_, store::Error>(())
+        })
+        .unwrap();
+    store
+        .read(|conn| {
+            let kept = logs::get_all(conn, 100)?;
+            let ids: Vec<i64> = kept.iter().map(|e| e.id).collect();
+            assert_eq!(ids, (11..=20).rev().collect::<Vec<_>>());
+            assert_eq!(metrics::get_history(conn, 100)?.len(), 12);
+            Ok::<_, store::Error>(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn logs_are_filtered_by_level_source_and_position() {
+    use llama_dashboard::db::logs::{self, Filter};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("f.db"));
+    store
+        .write(|tx| {
+            logs::add(tx, "info", "started", None)?;
+            logs::add(tx, "error", "load failed", Some("llama-server"))?;
+            logs::add(tx, "critical", "out of memory", Some("llama-server"))?;
+            logs::add(tx, "warn", "slow disk", Some("models"))?;
+            Ok::<_, store::Error>(())
+        })
+        .unwrap();
+    let levels = logs::parse_levels("error, CRITICAL").unwrap();
+    assert_eq!(levels, ["error", "critical"]);
+    assert!(
+        logs::parse_levels("error,loud")
+            .unwrap_err()
+            .contains("`loud`")
+    );
+    store
+        .read(|conn| {
+            let messages = |filter: Filter| -> Vec<String> {
+                logs::query(conn, &filter, 100)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.message)
+                    .collect()
+            };
+            assert_eq!(
+                messages(Filter {
+                    levels: levels.clone(),
+                    ..Filter::default()
+                }),
+                ["out of memory", "load failed"]
+            );
+            assert_eq!(
+                messages(Filter {
+                    source: Some("models".into()),
+                    ..Filter::default()
+                }),
+                ["slow disk"]
+            );
+            assert_eq!(
+                messages(Filter {
+                    after_id: Some(3),
+                    ..Filter::default()
+                }),
+                ["slow disk"]
+            );
+            assert_eq!(
+                logs::get_all(conn, 100)?[3].source.as_deref(),
+                Some("server")
+            );
+            Ok::<_, store::Error>(())
+        })
+        .unwrap();
+}
