@@ -1,28 +1,29 @@
-//! NVIDIA GPUs through NVML. The library (`libnvidia-ml.so.1`, installed with the driver) is
-//! loaded at run time, so the dashboard runs on machines without it: then every figure is zero,
-//! with the reason kept for the log, and nothing fails.
+//! NVIDIA GPUs through NVML. The library (`libnvidia-ml.so`, installed with the driver) is loaded
+//! at run time, so the dashboard runs on machines without it: there every GPU figure is zero, the
+//! reason is kept for the log and the API, and nothing fails.
 
 use nvml_wrapper::Nvml;
 
-/// Figures across every GPU: mean utilisation, summed memory.
+/// One reading across every GPU: mean utilisation, summed memory. All zeros without GPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GpuSample {
     /// Mean utilisation of the devices read, percent.
     pub usage: f64,
-    /// Memory in use, MiB.
+    /// Memory in use on the devices read, MiB.
     pub memory_used_mib: f64,
-    /// Memory in total, MiB.
+    /// Memory in total on the devices read, MiB.
     pub memory_total_mib: f64,
-    /// Devices read.
+    /// Devices that answered.
     pub devices: u32,
 }
 
-/// NVML, when it could be loaded.
+/// NVML when it could be loaded, else why not.
 pub struct Gpu {
     nvml: Option<Nvml>,
     reason: Option<String>,
 }
 
+// `Nvml` is not `Debug`.
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gpu")
@@ -32,28 +33,26 @@ impl std::fmt::Debug for Gpu {
     }
 }
 
-const MIB: f64 = 1024.0 * 1024.0;
+const BYTES_PER_MIB: f64 = 1024.0 * 1024.0;
 
 impl Gpu {
-    /// Loads NVML if it is installed; never fails.
+    /// Loads and initialises NVML if it is installed; never fails (without it the reader is
+    /// absent, with the reason kept).
     pub fn open() -> Gpu {
         match Nvml::init() {
             Ok(nvml) => Gpu {
                 nvml: Some(nvml),
                 reason: None,
             },
-            Err(e) => Gpu {
-                nvml: None,
-                reason: Some(format!("NVML not available ({e}); GPU figures are 0")),
-            },
+            Err(e) => Gpu::absent(&format!("NVML not available: {e}")),
         }
     }
 
-    /// A GPU reader that reads nothing (for tests and machines told not to look).
+    /// A reader that reads nothing, for tests and for machines told not to look for GPUs.
     pub fn absent(reason: &str) -> Gpu {
         Gpu {
             nvml: None,
-            reason: Some(reason.to_string()),
+            reason: Some(reason.to_owned()),
         }
     }
 
@@ -67,12 +66,13 @@ impl Gpu {
         self.reason.as_deref()
     }
 
-    /// Reads every device; a device that fails to answer is left out.
+    /// Reads every device. A device that fails to answer is left out of the mean and the sums;
+    /// without NVML (or without devices) the sample is all zeros.
     pub fn sample(&self) -> GpuSample {
-        let Some(nvml) = &self.nvml else {
-            return GpuSample::default();
-        };
         let mut out = GpuSample::default();
+        let Some(nvml) = &self.nvml else {
+            return out;
+        };
         let mut usage_sum = 0.0;
         for index in 0..nvml.device_count().unwrap_or(0) {
             let Ok(device) = nvml.device_by_index(index) else {
@@ -82,12 +82,12 @@ impl Gpu {
                 continue;
             };
             usage_sum += f64::from(rates.gpu);
-            out.memory_used_mib += memory.used as f64 / MIB;
-            out.memory_total_mib += memory.total as f64 / MIB;
+            out.memory_used_mib += memory.used as f64 / BYTES_PER_MIB;
+            out.memory_total_mib += memory.total as f64 / BYTES_PER_MIB;
             out.devices += 1;
         }
         if out.devices > 0 {
-            out.usage = usage_sum / f64::from(out.devices);
+            out.usage = (usage_sum / f64::from(out.devices)).clamp(0.0, 100.0);
         }
         out
     }
@@ -95,26 +95,33 @@ impl Gpu {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     #[test]
-    fn without_nvml_every_figure_is_zero_and_the_reason_is_kept() {
-        let gpu = Gpu::absent("no driver here");
+    fn an_absent_reader_samples_zeros_and_keeps_its_reason() {
+        let gpu = Gpu::absent("told not to look");
         assert!(!gpu.available());
         assert_eq!(gpu.sample(), GpuSample::default());
-        assert_eq!(gpu.unavailable_reason(), Some("no driver here"));
+        assert_eq!(gpu.unavailable_reason(), Some("told not to look"));
+        assert!(format!("{gpu:?}").contains("available: false"));
     }
 
+    /// Without a driver (as on the machines this is developed on) NVML is absent and the sample
+    /// is zeros; with one, the figures are in range. Either way nothing fails.
     #[test]
     fn opening_never_fails() {
         let gpu = Gpu::open();
         let sample = gpu.sample();
         if gpu.available() {
+            assert_eq!(gpu.unavailable_reason(), None);
             assert!(sample.memory_total_mib >= sample.memory_used_mib);
             assert!((0.0..=100.0).contains(&sample.usage));
         } else {
             assert_eq!(sample, GpuSample::default());
-            assert!(gpu.unavailable_reason().unwrap().contains("NVML"));
+            let reason = gpu.unavailable_reason().unwrap();
+            assert!(reason.starts_with("NVML not available: "), "{reason}");
         }
     }
 }
