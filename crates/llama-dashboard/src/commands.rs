@@ -208,7 +208,7 @@ fn model_table(rows: &[models::Model]) -> String {
             m.id.clone(),
             m.name.clone(),
             m.kind.clone(),
-            m.params.clone().unwrap_or_default(),
+            crate::scan::size_label(m.params.as_deref()).unwrap_or_default(),
             m.quantization.clone().unwrap_or_default(),
             m.file_size
                 .map(|s| human_bytes(u64::try_from(s).unwrap_or(0)))

@@ -106,16 +106,50 @@ pub fn params_label(count: u64) -> Option<String> {
     Some(format!("{text}{unit}"))
 }
 
-/// The row values a header gives.
-fn apply_header(model: &mut models::Model, info: &GgufInfo) {
+/// The documented `params` column: a JSON object of the model's architecture parameters (the
+/// seed's `vocab_size`, `hidden_size`, `intermediate_size`, `num_attention_heads`,
+/// `num_hidden_layers`), with what else the header tells: key/value heads, training context,
+/// the parameter count over all shards and its label, the chat template's presence, the shard
+/// count and the projector file.
+pub fn params_json(info: &GgufInfo, files: &gguf::ModelFiles, parameter_count: u64) -> Value {
+    json!({
+        "vocab_size": info.vocab_size,
+        "hidden_size": info.embedding_length,
+        "intermediate_size": info.feed_forward_length,
+        "num_attention_heads": info.head_count,
+        "num_hidden_layers": info.block_count,
+        "num_key_value_heads": info.head_count_kv,
+        "context_length": info.context_length,
+        "parameter_count": parameter_count,
+        "parameter_label": params_label(parameter_count),
+        "size_label": info.size_label,
+        "has_chat_template": info.has_chat_template,
+        "shard_count": files.shard_count,
+        "mmproj": files.mmproj.as_ref().map(|p| p.display().to_string()),
+    })
+}
+
+/// The label to show for a model's size: its `general.size_label`, else the count's label.
+pub fn size_label(params: Option<&str>) -> Option<String> {
+    let value: Value = serde_json::from_str(params?).ok()?;
+    value["size_label"]
+        .as_str()
+        .or_else(|| value["parameter_label"].as_str())
+        .map(str::to_string)
+}
+
+/// The row values a header gives; `parameter_count` is summed over every shard.
+fn apply_header(
+    model: &mut models::Model,
+    info: &GgufInfo,
+    files: &gguf::ModelFiles,
+    parameter_count: u64,
+) {
     let n = |v: Option<u64>| v.map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX));
     if let Some(arch) = &info.architecture {
         model.kind = arch.clone();
     }
-    model.params = info
-        .size_label
-        .clone()
-        .or_else(|| params_label(info.parameter_count));
+    model.params = Some(params_json(info, files, parameter_count).to_string());
     model.quantization = info.quantization.clone();
     if let Some(ctx) = info.context_length {
         model.ctx_size = i64::try_from(ctx).unwrap_or(i64::MAX);
@@ -163,12 +197,21 @@ pub fn scan(
         }
         match gguf::read_header(&group.primary) {
             Ok(info) => {
+                // The other shards hold the rest of the tensors; their headers are small.
+                let parameter_count = info.parameter_count
+                    + group
+                        .shards
+                        .iter()
+                        .filter(|p| **p != group.primary)
+                        .filter_map(|p| gguf::read_header(p).ok())
+                        .map(|shard| shard.parameter_count)
+                        .sum::<u64>();
                 let mut model = row.cloned().unwrap_or_else(|| models::Model {
                     name: group.name(),
                     model_path: Some(key.clone()),
                     ..models::Model::default()
                 });
-                apply_header(&mut model, &info);
+                apply_header(&mut model, &info, group, parameter_count);
                 let size: u64 = group
                     .shards
                     .iter()

@@ -62,10 +62,18 @@ fn scan_rescan_change_and_cleanup() {
             llama.quantization.as_deref(),
             llama.ctx_size,
             llama.block_count,
-            llama.params.as_deref()
+            llama_dashboard::scan::size_label(llama.params.as_deref())
         ),
-        ("llama", Some("Q4_K_M"), 2048, 2, Some("tiny"))
+        ("llama", Some("Q4_K_M"), 2048, 2, Some("tiny".to_string()))
     );
+    // `params` is the documented JSON object of architecture parameters.
+    let params: serde_json::Value = serde_json::from_str(llama.params.as_deref().unwrap()).unwrap();
+    assert_eq!(params["num_hidden_layers"], 2);
+    assert_eq!(params["hidden_size"], llama.embedding_size);
+    assert_eq!(params["intermediate_size"], llama.ffn_dim);
+    assert_eq!(params["num_attention_heads"], llama.head_count);
+    assert!(params["vocab_size"].as_u64().unwrap() > 0);
+    assert!(params["parameter_count"].as_u64().unwrap() > 0);
     assert_eq!(
         llama.file_size,
         Some(
