@@ -63,6 +63,15 @@ fn next_matching(
     }
 }
 
+/// The messages of a JSON array of log entries.
+fn messages(logs: &Value) -> Vec<&str> {
+    logs.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .collect()
+}
+
 fn start_with_models() -> (tempfile::TempDir, Server, Value) {
     let home = tempfile::tempdir().unwrap();
     let manifest = common::corpus(&home.path().join("models"));
@@ -170,12 +179,7 @@ fn the_catalog_is_scanned_listed_changed_and_cleaned_over_http() {
 
     // The scan and cleanup were logged by our own tracing layer, with their source.
     let (_, logs) = http.call("GET", "/api/logs?source=models", None, None);
-    let messages: Vec<&str> = logs
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|l| l["message"].as_str())
-        .collect();
+    let messages = messages(&logs);
     assert!(
         messages.iter().any(|m| m.starts_with("scan found")),
         "{messages:?}"
@@ -399,12 +403,7 @@ fn one_server_per_database_and_a_clean_stop() {
         .output()
         .unwrap();
     let logs: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let messages: Vec<&str> = logs
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|l| l["message"].as_str())
-        .collect();
+    let messages = messages(&logs);
     assert_eq!(
         messages.first().copied(),
         Some("shutting down"),
