@@ -41,6 +41,8 @@ pub struct App {
     pub log_stats: Arc<LogStats>,
     /// When the server started.
     pub started: Instant,
+    /// The llama-server the dashboard owns.
+    pub llama: crate::llama::supervisor::Supervisor,
     /// Turns true when the server is stopping; live streams and tasks end then.
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }

@@ -21,11 +21,19 @@ pub enum Topic {
     Model,
     /// A scan or cleanup changed the catalog as a whole.
     Catalog,
+    /// The owned llama-server changed state (starting, ready, crashed, stopped, …).
+    Server,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 4] = [Topic::Metrics, Topic::Log, Topic::Model, Topic::Catalog];
+    pub const ALL: [Topic; 5] = [
+        Topic::Metrics,
+        Topic::Log,
+        Topic::Model,
+        Topic::Catalog,
+        Topic::Server,
+    ];
 
     /// The SSE event name.
     pub fn name(self) -> &'static str {
@@ -34,6 +42,7 @@ impl Topic {
             Topic::Log => "log",
             Topic::Model => "model",
             Topic::Catalog => "catalog",
+            Topic::Server => "server",
         }
     }
 
@@ -44,6 +53,7 @@ impl Topic {
             "log" | "logs" => Some(Topic::Log),
             "model" | "models" => Some(Topic::Model),
             "catalog" => Some(Topic::Catalog),
+            "server" => Some(Topic::Server),
             _ => None,
         }
     }

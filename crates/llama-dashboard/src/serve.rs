@@ -26,6 +26,7 @@ use crate::app::{App, Counters, Shared, until_stopped};
 use crate::cli::ServeArgs;
 use crate::db::{TOOL, config, metrics};
 use crate::events::{Events, Topic};
+use crate::llama::supervisor::{Supervisor, Timing};
 use crate::logging::{self, LogStats, Retention};
 use crate::sampler::Sampler;
 
@@ -243,6 +244,7 @@ pub fn run(config: &OpenConfig, args: &ServeArgs) -> ExitCode {
         counters: Counters::default(),
         log_stats: Arc::clone(&log_stats),
         started: Instant::now(),
+        llama: Supervisor::new(Timing::default()),
         shutdown: watch::channel(false).0,
     });
     let status = runtime.block_on(serve(app.clone(), plan, inbox));
@@ -280,6 +282,15 @@ async fn serve(
         app.shutdown.subscribe(),
     ));
     let sampler = tokio::spawn(sample_loop(app.clone(), plan.clone()));
+    tokio::spawn(publish_server_state(app.clone()));
+    if args_autostart(&app).await {
+        let starter = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::start_llama(&starter).await {
+                tracing::warn!(source = "llama-server", "not started: {}", e.message);
+            }
+        });
+    }
     tracing::info!(
         source = "server",
         "llama-dashboard {} listening on http://{bound}",
@@ -296,12 +307,40 @@ async fn serve(
     });
     let served = server.await;
     let _ = app.shutdown.send(true);
+    app.llama.stop().await;
     let _ = sampler.await;
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     eprintln!("event=shutdown.done");
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail("serve_failed", exit::FAILURE, &e.to_string()),
+    }
+}
+
+/// Whether the settings ask for llama-server to run with the dashboard.
+async fn args_autostart(app: &Shared) -> bool {
+    let home = app.home.clone();
+    app.db
+        .read(move |conn| Ok::<_, store::Error>(config::get(conn, &home)?))
+        .await
+        .ok()
+        .and_then(|c| {
+            c.get("llama_server_enabled")
+                .and_then(serde_json::Value::as_bool)
+        })
+        .unwrap_or(false)
+}
+
+/// Sends every state change of the owned llama-server to live streams and the log.
+async fn publish_server_state(app: Shared) {
+    let mut changes = app.llama.subscribe();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = until_stopped(app.shutdown.subscribe()) => return,
+        }
+        let state = changes.borrow_and_update().clone();
+        app.events.publish(Topic::Server, json!(state));
     }
 }
 
@@ -384,6 +423,8 @@ async fn sample_loop(app: Shared, plan: Plan) {
         };
         sampler = Some(back);
         sample.timestamp = crate::db::models::now();
+        // The documented `uptime` is llama-server's, 0 while it is not running.
+        sample.uptime = app.llama.uptime().unwrap_or(0.0);
         app.gpu_devices.store(u64::from(devices), Ordering::Relaxed);
         app.counters.samples.fetch_add(1, Ordering::Relaxed);
         if taken.is_multiple_of(plan.store_every) {

@@ -8,6 +8,7 @@
 
 mod catalog;
 mod observe;
+mod server;
 mod settings;
 mod stream;
 
@@ -22,6 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+
+pub use server::start_llama;
 
 use crate::app::Shared;
 use crate::error::ApiError;
@@ -53,6 +56,10 @@ pub fn router(app: Shared) -> Router {
         .route("/api/metrics/latest", get(observe::latest))
         .route("/api/metrics/history", get(observe::history))
         .route("/api/logs", get(observe::logs).delete(observe::clear_logs))
+        .route("/api/server", get(server::show))
+        .route("/api/server/start", post(server::start))
+        .route("/api/server/stop", post(server::stop))
+        .route("/api/server/restart", post(server::restart))
         .route("/api/events", get(stream::events))
         .route("/metrics", get(observe::prometheus))
         .route("/api/{*rest}", axum::routing::any(no_such_endpoint))

@@ -35,7 +35,7 @@ fn parse_topics(text: Option<&str>) -> ApiResult<Vec<Topic>> {
                 ApiError::bad_request(
                     "invalid_topic",
                     format!(
-                        "`{}` is not a topic; use metrics, log, model or catalog",
+                        "`{}` is not a topic; use metrics, log, model, catalog or server",
                         name.trim()
                     ),
                 )

@@ -1,0 +1,8 @@
+//! llama.cpp's `llama-server`, owned by the dashboard: how to launch it from the saved settings
+//! ([`launch`]), how to talk to it over HTTP ([`upstream`]), and the supervisor that starts it,
+//! watches its health, restarts it after a crash and stops only the process it started
+//! ([`supervisor`]).
+
+pub mod launch;
+pub mod supervisor;
+pub mod upstream;
