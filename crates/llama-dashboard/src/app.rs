@@ -41,6 +41,10 @@ pub struct App {
     pub log_stats: Arc<LogStats>,
     /// When the server started.
     pub started: Instant,
+    /// The most recent proxied requests, newest last.
+    pub requests: std::sync::Mutex<std::collections::VecDeque<crate::proxy::meter::RequestRecord>>,
+    /// The client for the running llama-server (kept for its connection pool).
+    pub upstream_client: std::sync::Mutex<Option<crate::llama::upstream::Upstream>>,
     /// The llama-server the dashboard owns.
     pub llama: crate::llama::supervisor::Supervisor,
     /// Turns true when the server is stopping; live streams and tasks end then.
@@ -66,6 +70,12 @@ pub struct Counters {
     pub samples_stored: AtomicU64,
     /// Metrics rows deleted by retention.
     pub metrics_pruned: AtomicU64,
+    /// Requests proxied to llama-server.
+    pub proxied: AtomicU64,
+    /// Proxied requests whose client went away first.
+    pub proxy_cancelled: AtomicU64,
+    /// Tokens generated through the proxy.
+    pub tokens: AtomicU64,
 }
 
 impl Counters {
@@ -84,6 +94,45 @@ impl App {
     /// The latest sample, if one was taken.
     pub fn latest(&self) -> Option<Metrics> {
         self.latest.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Requests kept for `/api/requests`.
+    pub const KEPT_REQUESTS: usize = 200;
+
+    /// Records a finished proxied request: counters, the recent list, live streams.
+    pub fn record_request(&self, record: crate::proxy::meter::RequestRecord) {
+        self.counters.proxied.fetch_add(1, Ordering::Relaxed);
+        if record.cancelled {
+            self.counters
+                .proxy_cancelled
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters
+            .tokens
+            .fetch_add(record.tokens.unwrap_or(0), Ordering::Relaxed);
+        self.events
+            .publish(crate::events::Topic::Request, serde_json::json!(record));
+        if let Ok(mut kept) = self.requests.lock() {
+            if kept.len() == App::KEPT_REQUESTS {
+                kept.pop_front();
+            }
+            kept.push_back(record);
+        }
+    }
+
+    /// The client for llama-server at `base`, reusing its connections.
+    pub fn upstream(&self, base: &str) -> crate::llama::upstream::Upstream {
+        let Ok(mut slot) = self.upstream_client.lock() else {
+            return crate::llama::upstream::Upstream::new(base);
+        };
+        match slot.as_ref() {
+            Some(client) if client.base() == base.trim_end_matches('/') => client.clone(),
+            _ => {
+                let client = crate::llama::upstream::Upstream::new(base);
+                *slot = Some(client.clone());
+                client
+            }
+        }
     }
 
     /// Replaces the latest sample.

@@ -23,16 +23,19 @@ pub enum Topic {
     Catalog,
     /// The owned llama-server changed state (starting, ready, crashed, stopped, …).
     Server,
+    /// A proxied request finished (time to first token, tokens, tokens per second).
+    Request,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 5] = [
+    pub const ALL: [Topic; 6] = [
         Topic::Metrics,
         Topic::Log,
         Topic::Model,
         Topic::Catalog,
         Topic::Server,
+        Topic::Request,
     ];
 
     /// The SSE event name.
@@ -43,6 +46,7 @@ impl Topic {
             Topic::Model => "model",
             Topic::Catalog => "catalog",
             Topic::Server => "server",
+            Topic::Request => "request",
         }
     }
 
@@ -54,6 +58,7 @@ impl Topic {
             "model" | "models" => Some(Topic::Model),
             "catalog" => Some(Topic::Catalog),
             "server" => Some(Topic::Server),
+            "request" | "requests" => Some(Topic::Request),
             _ => None,
         }
     }

@@ -16,6 +16,7 @@ pub mod events;
 pub mod gguf;
 pub mod llama;
 pub mod logging;
+pub mod proxy;
 pub mod sampler;
 pub mod scan;
 pub mod serve;

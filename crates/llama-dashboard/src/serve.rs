@@ -244,6 +244,8 @@ pub fn run(config: &OpenConfig, args: &ServeArgs) -> ExitCode {
         counters: Counters::default(),
         log_stats: Arc::clone(&log_stats),
         started: Instant::now(),
+        requests: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        upstream_client: std::sync::Mutex::new(None),
         llama: Supervisor::new(Timing::default()),
         shutdown: watch::channel(false).0,
     });

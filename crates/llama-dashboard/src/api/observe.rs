@@ -88,6 +88,16 @@ pub(super) async fn clear_logs(State(app): State<Shared>) -> ApiResult<Response>
     Ok(ok(json!({"deleted": deleted})))
 }
 
+/// The most recent proxied requests, newest first.
+pub(super) async fn requests(State(app): State<Shared>) -> Response {
+    let kept: Vec<crate::proxy::meter::RequestRecord> = app
+        .requests
+        .lock()
+        .map(|k| k.iter().rev().cloned().collect())
+        .unwrap_or_default();
+    ok(kept)
+}
+
 /// The Prometheus text export: the latest sample and the server's counters.
 pub(super) async fn prometheus(State(app): State<Shared>) -> Response {
     let mut out = String::with_capacity(4096);
@@ -138,6 +148,21 @@ pub(super) async fn prometheus(State(app): State<Shared>) -> Response {
             "llama_dashboard_metrics_pruned_total",
             "Metrics rows deleted by retention.",
             &c.metrics_pruned,
+        ),
+        (
+            "llama_dashboard_proxy_requests_total",
+            "Requests proxied to llama-server.",
+            &c.proxied,
+        ),
+        (
+            "llama_dashboard_proxy_cancelled_total",
+            "Proxied requests whose client disconnected before the end.",
+            &c.proxy_cancelled,
+        ),
+        (
+            "llama_dashboard_proxy_tokens_total",
+            "Tokens generated through the proxy.",
+            &c.tokens,
         ),
         (
             "llama_dashboard_log_entries_written_total",

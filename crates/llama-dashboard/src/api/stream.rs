@@ -35,7 +35,7 @@ fn parse_topics(text: Option<&str>) -> ApiResult<Vec<Topic>> {
                 ApiError::bad_request(
                     "invalid_topic",
                     format!(
-                        "`{}` is not a topic; use metrics, log, model, catalog or server",
+                        "`{}` is not a topic; use metrics, log, model, catalog, server or request",
                         name.trim()
                     ),
                 )

@@ -1,0 +1,216 @@
+//! The OpenAI-compatible proxy on the dashboard's own port: `/v1/models` lists the catalog,
+//! and `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings` are forwarded to the
+//! llama-server the dashboard owns, routed by the request's `model` (a catalog name or id),
+//! starting llama-server on demand. Responses stream back frame by frame as they arrive; a
+//! client that disconnects drops the upstream request with it, which makes llama-server stop
+//! generating. Each request's time to first token, tokens and tokens per second are recorded
+//! ([`meter`]) and published to live dashboards.
+
+pub mod meter;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Request, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+
+use crate::app::Shared;
+use crate::db::models::{self, Model};
+use crate::error::{ApiError, ApiResult};
+use crate::llama::supervisor::State as ServerState;
+use meter::{Metered, RequestRecord};
+
+/// Largest request body accepted (prompts with long contexts, base64 images).
+pub const MAX_BODY: usize = 32 << 20;
+
+/// The `/v1` routes.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// The name llama-server's router mode knows a model by: its file name without `.gguf` (and,
+/// for a split model, without the shard suffix).
+pub fn router_id(model: &Model) -> String {
+    model
+        .name
+        .strip_suffix(".gguf")
+        .unwrap_or(&model.name)
+        .to_string()
+}
+
+async fn list_models(State(app): State<Shared>) -> ApiResult<Response> {
+    let rows = app
+        .db
+        .read(|conn| models::get_all(conn).map_err(ApiError::from))
+        .await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.name,
+                "object": "model",
+                "created": m.created_at.unwrap_or(0),
+                "owned_by": "llama-dashboard",
+                "meta": {"id": m.id, "status": m.status, "quantization": m.quantization,
+                         "ctx_size": m.ctx_size, "file_size": m.file_size},
+            })
+        })
+        .collect();
+    Ok(crate::api::ok(json!({"object": "list", "data": data})))
+}
+
+async fn chat(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    forward(app, "/v1/chat/completions", &headers, &body).await
+}
+
+async fn completions(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    forward(app, "/v1/completions", &headers, &body).await
+}
+
+async fn embeddings(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    forward(app, "/v1/embeddings", &headers, &body).await
+}
+
+/// The catalog model a request names: by id, by name, or by name without `.gguf`.
+async fn resolve(app: &Shared, requested: &str) -> ApiResult<Model> {
+    let wanted = requested.to_string();
+    let found = app
+        .db
+        .read(move |conn| {
+            if let Some(m) = models::get_by_id(conn, &wanted)? {
+                return Ok::<_, ApiError>(Some(m));
+            }
+            Ok(models::get_all(conn)?.into_iter().find(|m| {
+                m.name == wanted || m.name.strip_suffix(".gguf") == Some(wanted.as_str())
+            }))
+        })
+        .await?;
+    found.ok_or_else(|| {
+        ApiError::not_found(
+            "model_not_found",
+            format!("no model `{requested}` in the catalog; GET /v1/models lists them (scan first if it is missing)"),
+        )
+    })
+}
+
+/// The address of a ready llama-server, starting it if it is not running.
+async fn ready_server(app: &Shared) -> ApiResult<String> {
+    if let ServerState::Ready { url, .. } = app.llama.state() {
+        return Ok(url);
+    }
+    match crate::api::start_llama(app).await {
+        Ok(())
+        | Err(ApiError {
+            code: "already_running",
+            ..
+        }) => {}
+        Err(e) => return Err(e),
+    }
+    match app.llama.state() {
+        ServerState::Ready { url, .. } => Ok(url),
+        other => Err(ApiError::new(
+            503,
+            "llama_server_unavailable",
+            format!(
+                "llama-server is not ready ({}); see GET /api/server",
+                json!(other)
+            ),
+        )),
+    }
+}
+
+/// Headers that belong to one connection and are not passed on.
+const HOP_BY_HOP: [header::HeaderName; 4] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+];
+
+async fn forward(
+    app: Shared,
+    endpoint: &'static str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<Response> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::new(
+            413,
+            "body_too_large",
+            format!("request bodies are limited to {MAX_BODY} bytes"),
+        ));
+    }
+    let mut request: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("send a JSON object as in the OpenAI API: {e}"),
+        )
+    })?;
+    let requested = request
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "model_required",
+                "name the model in `model` (GET /v1/models lists them)",
+            )
+        })?
+        .to_string();
+    let model = resolve(&app, &requested).await?;
+    request.insert("model".into(), Value::String(router_id(&model)));
+    let url = ready_server(&app).await?;
+    let upstream = app.upstream(&url);
+    let mut forwarded = Request::post(endpoint)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(Value::Object(request).to_string()))
+        .map_err(|e| ApiError::internal("building the upstream request", e))?;
+    if let Some(accept) = headers.get(header::ACCEPT) {
+        forwarded
+            .headers_mut()
+            .insert(header::ACCEPT, accept.clone());
+    }
+    let started = Instant::now();
+    let response = upstream
+        .send(forwarded)
+        .await
+        .map_err(|e| ApiError::new(502, "upstream_unreachable", e.to_string()))?;
+    let (mut parts, incoming) = response.into_parts();
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    parts.headers.insert(
+        "x-llama-dashboard-model",
+        HeaderValue::from_str(&model.id).unwrap_or(HeaderValue::from_static("")),
+    );
+    let record = RequestRecord {
+        endpoint: endpoint.to_string(),
+        model: requested,
+        status: parts.status.as_u16(),
+        started_at: models::now(),
+        ..RequestRecord::default()
+    };
+    let recorder = Arc::clone(&app);
+    let finish: meter::Finish = Arc::new(move |r| recorder.record_request(r));
+    Ok(Response::from_parts(
+        parts,
+        Body::new(Metered::new(incoming, started, record, finish)),
+    ))
+}
