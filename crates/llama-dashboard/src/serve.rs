@@ -333,16 +333,26 @@ async fn args_autostart(app: &Shared) -> bool {
         .unwrap_or(false)
 }
 
-/// Sends every state change of the owned llama-server to live streams and the log.
+/// Sends every state change of the owned llama-server to live streams, and keeps the catalog's
+/// statuses in line with what it reports: on every change and every 3 s.
 async fn publish_server_state(app: Shared) {
     let mut changes = app.llama.subscribe();
+    let mut every = tokio::time::interval(Duration::from_secs(3));
     loop {
         tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let state = changes.borrow_and_update().clone();
+                app.events.publish(Topic::Server, json!(state));
+            }
+            _ = every.tick() => {}
             _ = until_stopped(app.shutdown.subscribe()) => return,
         }
-        let state = changes.borrow_and_update().clone();
-        app.events.publish(Topic::Server, json!(state));
+        if let Err(e) = crate::api::reconcile(&app).await {
+            tracing::debug!(source = "models", "status check failed: {}", e.message);
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! names a loopback address, so a web page on another site cannot reach it by DNS rebinding.
 
 mod catalog;
+mod loading;
 mod observe;
 mod server;
 mod settings;
@@ -24,6 +25,7 @@ use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+pub use loading::{reconcile, set_status};
 pub use server::start_llama;
 
 use crate::app::Shared;
@@ -41,6 +43,8 @@ pub fn router(app: Shared) -> Router {
                 .delete(catalog::remove),
         )
         .route("/api/models/{id}/favorite", post(catalog::favorite))
+        .route("/api/models/{id}/load", post(loading::load))
+        .route("/api/models/{id}/unload", post(loading::unload))
         .route("/api/scan", post(catalog::scan))
         .route("/api/cleanup", post(catalog::cleanup))
         .route(

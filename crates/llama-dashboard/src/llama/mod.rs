@@ -1,8 +1,9 @@
 //! llama.cpp's `llama-server`, owned by the dashboard: how to launch it from the saved settings
 //! ([`launch`]), how to talk to it over HTTP ([`upstream`]), and the supervisor that starts it,
 //! watches its health, restarts it after a crash and stops only the process it started
-//! ([`supervisor`]).
+//! ([`supervisor`]), and its router mode's model list, loading and unloading ([`router`]).
 
 pub mod launch;
+pub mod router;
 pub mod supervisor;
 pub mod upstream;

@@ -38,8 +38,8 @@ pub fn routes() -> Router<Shared> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
-/// The name llama-server's router mode knows a model by: its file name without `.gguf` (and,
-/// for a split model, without the shard suffix).
+/// The name to send when llama-server's model list cannot be read: the file name without
+/// `.gguf` (and, for a split model, without the shard suffix).
 pub fn router_id(model: &Model) -> String {
     model
         .name
@@ -112,7 +112,7 @@ async fn resolve(app: &Shared, requested: &str) -> ApiResult<Model> {
 }
 
 /// The address of a ready llama-server, starting it if it is not running.
-async fn ready_server(app: &Shared) -> ApiResult<String> {
+pub async fn ready_server(app: &Shared) -> ApiResult<String> {
     if let ServerState::Ready { url, .. } = app.llama.state() {
         return Ok(url);
     }
@@ -175,9 +175,16 @@ async fn forward(
         })?
         .to_string();
     let model = resolve(&app, &requested).await?;
-    request.insert("model".into(), Value::String(router_id(&model)));
     let url = ready_server(&app).await?;
     let upstream = app.upstream(&url);
+    let routed = match crate::llama::router::list(&upstream).await {
+        Ok(listed) => crate::llama::router::find(&listed, &model).map(|r| r.id.clone()),
+        Err(_) => None,
+    };
+    request.insert(
+        "model".into(),
+        Value::String(routed.unwrap_or_else(|| router_id(&model))),
+    );
     let mut forwarded = Request::post(endpoint)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(Value::Object(request).to_string()))
