@@ -171,7 +171,10 @@ impl Supervisor {
             .wait_for(|s| {
                 matches!(
                     s,
-                    State::Ready { .. } | State::Failed { .. } | State::Crashed { .. }
+                    State::Ready { .. }
+                        | State::Failed { .. }
+                        | State::Crashed { .. }
+                        | State::Stopped
                 )
             })
             .await
