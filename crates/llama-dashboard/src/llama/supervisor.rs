@@ -337,7 +337,32 @@ fn spawn(launch: &Launch) -> Result<Child, String> {
     Ok(child)
 }
 
-/// Writes each line llama-server prints to the log, with a level guessed from its text.
+/// The level of a line llama-server printed: llama.cpp marks each line with a letter (`I`, `W`,
+/// `E`, `D`) after its timestamp; lines without one are judged by their words.
+pub fn line_level(text: &str) -> &'static str {
+    let marked = text
+        .split_ascii_whitespace()
+        .take(4)
+        .find_map(|word| match word {
+            "E" => Some("error"),
+            "W" => Some("warn"),
+            "I" => Some("info"),
+            "D" => Some("debug"),
+            _ => None,
+        });
+    marked.unwrap_or_else(|| {
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("error") || lower.contains("failed") {
+            "error"
+        } else if lower.contains("warn") {
+            "warn"
+        } else {
+            "info"
+        }
+    })
+}
+
+/// Writes each line llama-server prints to the log (source `llama-server`) at its level.
 async fn forward_lines(pipe: impl AsyncRead + Unpin) {
     let mut lines = BufReader::new(pipe).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -345,13 +370,11 @@ async fn forward_lines(pipe: impl AsyncRead + Unpin) {
         if text.is_empty() {
             continue;
         }
-        let lower = text.to_ascii_lowercase();
-        if lower.contains("error") || lower.contains("failed") {
-            tracing::error!(source = "llama-server", "{text}");
-        } else if lower.contains("warn") {
-            tracing::warn!(source = "llama-server", "{text}");
-        } else {
-            tracing::info!(source = "llama-server", "{text}");
+        match line_level(text) {
+            "error" => tracing::error!(source = "llama-server", "{text}"),
+            "warn" => tracing::warn!(source = "llama-server", "{text}"),
+            "debug" => tracing::debug!(source = "llama-server", "{text}"),
+            _ => tracing::info!(source = "llama-server", "{text}"),
         }
     }
 }
@@ -423,4 +446,24 @@ async fn terminate(child: &mut Child, grace: Duration) {
         grace.as_secs()
     );
     let _ = child.kill().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_level;
+
+    #[test]
+    fn llama_cpp_level_letters_are_read() {
+        assert_eq!(line_level("0.19.681.118 I srv unload: stopping"), "info");
+        assert_eq!(
+            line_level("[55295] 0.07.477.303 W srv something odd"),
+            "warn"
+        );
+        assert_eq!(
+            line_level("0.01.000.000 E main: failed to load model"),
+            "error"
+        );
+        assert_eq!(line_level("error: invalid argument: --foo"), "error");
+        assert_eq!(line_level("main: server is listening"), "info");
+    }
 }
