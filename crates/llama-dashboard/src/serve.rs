@@ -274,6 +274,7 @@ async fn serve(
         }
     };
     let bound = listener.local_addr().unwrap_or(plan.listen);
+    let stop_signal = shutdown_signal();
     eprintln!("event=startup.listening url=http://{bound}");
     let writer = tokio::spawn(logging::run_writer(
         Arc::clone(&app.db),
@@ -302,7 +303,7 @@ async fn serve(
         .with_graceful_shutdown(until_stopped(app.shutdown.subscribe()));
     let trigger = app.shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        stop_signal.await;
         eprintln!("event=shutdown.begin");
         tracing::info!(source = "server", "shutting down");
         let _ = trigger.send(true);
@@ -356,19 +357,24 @@ async fn publish_server_state(app: Shared) {
     }
 }
 
-async fn wait_for_signal() {
+/// Registers SIGTERM and SIGINT handlers now (so a signal that arrives once startup has been
+/// announced is never fatal) and returns the future that resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
+            _ => std::future::pending::<()>().await,
         }
-        _ => std::future::pending::<()>().await,
     }
 }
 

@@ -229,6 +229,7 @@ pub fn run(config: &store::OpenConfig, args: &ServeArgs) -> ExitCode {
             Ok(None) => {}
             Err(e) => return (fail("store", 74, &e.message), Some(app)),
         }
+        let stop_signal = shutdown_signal();
         eprintln!(
             "event=startup.ready api=http://{} control={} metrics={} public_control={}",
             local(&api_listener),
@@ -268,7 +269,7 @@ pub fn run(config: &store::OpenConfig, args: &ServeArgs) -> ExitCode {
             });
         }
         tasks.spawn(retention_loop(app.clone(), stop_rx.clone()));
-        wait_for_signal().await;
+        stop_signal.await;
         eprintln!("event=shutdown.begin");
         let _ = stop_tx.send(true);
         let drain = async { while tasks.join_next().await.is_some() {} };
@@ -290,19 +291,24 @@ pub fn run(config: &store::OpenConfig, args: &ServeArgs) -> ExitCode {
     status
 }
 
-async fn wait_for_signal() {
+/// Registers SIGTERM and SIGINT handlers now (so a signal that arrives once startup has been
+/// announced is never fatal) and returns the future that resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the server can still be stopped by SIGKILL; run until then.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without signal handlers the server can still be stopped by SIGKILL; run until then.
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 
