@@ -4,64 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::mpsc;
-use std::time::Duration;
 
 use common::http::code;
-use common::{Server, eventually};
+use common::{Server, eventually, next_event, next_matching, subscribe};
 use serde_json::{Value, json};
-
-/// Reads server-sent events from a raw connection: (event name, JSON data) pairs.
-fn subscribe(url: &str, query: &str, extra_header: &str) -> mpsc::Receiver<(String, Value)> {
-    let addr = url.trim_start_matches("http://").to_string();
-    let mut stream = TcpStream::connect(&addr).unwrap();
-    write!(
-        stream,
-        "GET /api/events{query} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{extra_header}\r\n"
-    )
-    .unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut event = String::new();
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            let line = line.trim_end_matches('\r');
-            if let Some(name) = line.strip_prefix("event: ") {
-                event = name.to_string();
-            } else if let Some(data) = line.strip_prefix("data: ") {
-                let value = serde_json::from_str(data).unwrap_or(Value::Null);
-                if tx.send((event.clone(), value)).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
-
-/// The next event of the given name within `secs` seconds.
-fn next_event(rx: &mpsc::Receiver<(String, Value)>, name: &str, secs: u64) -> Value {
-    next_matching(rx, name, secs, |_| true)
-}
-
-/// The next event of the given name whose data passes `wanted`, within `secs` seconds.
-fn next_matching(
-    rx: &mpsc::Receiver<(String, Value)>,
-    name: &str,
-    secs: u64,
-    wanted: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((event, data)) if event == name && wanted(&data) => return data,
-            Ok(_) => continue,
-            Err(e) => panic!("no `{name}` event within {secs} s: {e}"),
-        }
-    }
-}
 
 /// The messages of a JSON array of log entries.
 fn messages(logs: &Value) -> Vec<&str> {

@@ -78,7 +78,22 @@ fn parse_entry(entry: &Value) -> Option<RouterModel> {
         status,
         failed,
         reason,
-        path: entry["path"].as_str().map(str::to_string),
+        path: entry["path"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| model_arg(&status_value["args"])),
+    })
+}
+
+/// The `--model`/`-m` file in the command line the router starts a model with. Models in
+/// sub-folders of the models folder are named after the folder, so this is how they are told
+/// apart.
+fn model_arg(args: &Value) -> Option<String> {
+    let args = args.as_array()?;
+    args.windows(2).find_map(|pair| {
+        matches!(pair[0].as_str(), Some("--model" | "-m"))
+            .then(|| pair[1].as_str().map(str::to_string))
+            .flatten()
     })
 }
 
@@ -132,12 +147,24 @@ pub async fn command(upstream: &Upstream, id: &str, load: bool) -> Result<(), St
         .await
     {
         Ok((200..=299, _)) => Ok(()),
+        // Asking for what is already so is not a failure.
+        Ok((400, body)) if already(&body, load) => Ok(()),
         Ok((status, body)) => Err(body["error"]["message"]
             .as_str()
             .or_else(|| body["error"].as_str())
             .map(str::to_string)
             .unwrap_or_else(|| format!("llama-server answered {status}: {body}"))),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether an error answer says the model is already in the asked-for state.
+fn already(body: &Value, load: bool) -> bool {
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    if load {
+        message.contains("already running") || message.contains("already loaded")
+    } else {
+        message.contains("not running") || message.contains("not loaded")
     }
 }
 
@@ -182,5 +209,26 @@ mod tests {
             "SmolLM2.Q4_1"
         );
         assert!(find(&list, &model("other.gguf", "/m/other.gguf")).is_none());
+    }
+
+    #[test]
+    fn models_in_sub_folders_are_matched_by_the_model_argument() {
+        // As the real router lists a model in `models/smollm2/`.
+        let entry = json!({"id": "smollm2", "status": {"value": "loaded", "args": [
+            "/bin/llama-server", "--host", "127.0.0.1", "--port", "0", "--alias", "smollm2",
+            "--model", "/m/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"]}});
+        let list = vec![parse_entry(&entry).unwrap()];
+        let ours = model(
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "/m/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        );
+        assert_eq!(find(&list, &ours).unwrap().id, "smollm2");
+    }
+
+    #[test]
+    fn already_in_the_asked_state_is_success() {
+        let running = json!({"error": {"code": 400, "message": "model is already running"}});
+        assert!(already(&running, true));
+        assert!(!already(&running, false));
     }
 }

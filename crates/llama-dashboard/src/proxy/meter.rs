@@ -147,6 +147,11 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.observe(data);
                 }
+                // A body of known length is complete with its last byte; the server may drop
+                // it then without asking for the end.
+                if this.inner.is_end_stream() {
+                    this.end(false);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
@@ -202,5 +207,39 @@ mod tests {
         let mut r = RequestRecord::default();
         read_figures(b"not json", &mut r);
         assert_eq!(r.tokens, None);
+    }
+
+    fn metered(
+        body: &'static [u8],
+        seen: Arc<std::sync::Mutex<Vec<RequestRecord>>>,
+    ) -> Metered<http_body_util::Full<Bytes>> {
+        let finish: Finish = Arc::new(move |r| seen.lock().unwrap().push(r));
+        Metered::new(
+            http_body_util::Full::new(Bytes::from_static(body)),
+            Instant::now(),
+            RequestRecord::default(),
+            finish,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_whole_answer_read_to_its_last_byte_is_not_cancelled() {
+        use http_body_util::BodyExt;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let plain = br#"{"usage":{"completion_tokens":3,"prompt_tokens":2}}"#;
+        let mut body = metered(plain, Arc::clone(&seen));
+        // Read the one frame, then drop it without polling for the end, as servers do when the
+        // length is known.
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.data_ref().unwrap().len(), plain.len());
+        drop(body);
+        let records = seen.lock().unwrap();
+        assert_eq!(records.len(), 1, "recorded once");
+        assert!(!records[0].cancelled);
+        assert_eq!(records[0].tokens, Some(3));
+
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        drop(metered(plain, Arc::clone(&seen)));
+        assert!(seen.lock().unwrap()[0].cancelled, "dropped unread");
     }
 }

@@ -177,10 +177,19 @@ async fn forward(
     let model = resolve(&app, &requested).await?;
     let url = ready_server(&app).await?;
     let upstream = app.upstream(&url);
-    let routed = match crate::llama::router::list(&upstream).await {
-        Ok(listed) => crate::llama::router::find(&listed, &model).map(|r| r.id.clone()),
+    let entry = match crate::llama::router::list(&upstream).await {
+        Ok(listed) => crate::llama::router::find(&listed, &model).cloned(),
         Err(_) => None,
     };
+    // llama-server loads a model on demand; the row says so while it does, and takes the
+    // router's word once the answer starts.
+    let loads_on_demand = entry
+        .as_ref()
+        .is_some_and(|e| e.catalog_status() != "loaded");
+    if loads_on_demand {
+        crate::api::set_status(&app, &model.id, "loading", None).await?;
+    }
+    let routed = entry.map(|e| e.id);
     request.insert(
         "model".into(),
         Value::String(routed.unwrap_or_else(|| router_id(&model))),
@@ -198,8 +207,16 @@ async fn forward(
     let response = upstream
         .send(forwarded)
         .await
-        .map_err(|e| ApiError::new(502, "upstream_unreachable", e.to_string()))?;
-    let (mut parts, incoming) = response.into_parts();
+        .map_err(|e| ApiError::new(502, "upstream_unreachable", e.to_string()));
+    if loads_on_demand {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::reconcile(&app).await {
+                tracing::warn!(source = "models", "could not read model states: {e}");
+            }
+        });
+    }
+    let (mut parts, incoming) = response?.into_parts();
     for name in HOP_BY_HOP {
         parts.headers.remove(name);
     }

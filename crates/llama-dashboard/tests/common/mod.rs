@@ -7,10 +7,14 @@
 #[path = "../../../portunus-server/tests/common/http.rs"]
 pub mod http;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -150,5 +154,55 @@ pub fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads server-sent events from a raw connection: (event name, JSON data) pairs.
+pub fn subscribe(url: &str, query: &str, extra_header: &str) -> mpsc::Receiver<(String, Value)> {
+    let addr = url.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /api/events{query} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{extra_header}\r\n"
+    )
+    .unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut event = String::new();
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let line = line.trim_end_matches('\r');
+            if let Some(name) = line.strip_prefix("event: ") {
+                event = name.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                let value = serde_json::from_str(data).unwrap_or(Value::Null);
+                if tx.send((event.clone(), value)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The next event of the given name within `secs` seconds.
+pub fn next_event(rx: &mpsc::Receiver<(String, Value)>, name: &str, secs: u64) -> Value {
+    next_matching(rx, name, secs, |_| true)
+}
+
+/// The next event of the given name whose data passes `wanted`, within `secs` seconds.
+pub fn next_matching(
+    rx: &mpsc::Receiver<(String, Value)>,
+    name: &str,
+    secs: u64,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((event, data)) if event == name && wanted(&data) => return data,
+            Ok(_) => continue,
+            Err(e) => panic!("no `{name}` event within {secs} s: {e}"),
+        }
     }
 }
