@@ -26,9 +26,11 @@ use crate::app::{App, Counters, Shared, until_stopped};
 use crate::cli::ServeArgs;
 use crate::db::{TOOL, config, metrics};
 use crate::events::{Events, Topic};
-use crate::llama::supervisor::{Supervisor, Timing};
+use crate::llama::scrape::{self, Throughput};
+use crate::llama::supervisor::{State as ServerState, Supervisor, Timing};
 use crate::logging::{self, LogStats, Retention};
 use crate::sampler::Sampler;
+use crate::sampler::process::TreeSampler;
 
 /// The environment variable that may hold the API key itself.
 pub const API_KEY_ENV: &str = "LLAMA_DASHBOARD_API_KEY";
@@ -412,6 +414,8 @@ async fn sample_loop(app: Shared, plan: Plan) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut prune = tokio::time::interval(Duration::from_secs(60));
     let mut taken: u64 = 0;
+    let mut tree = Some(TreeSampler::default());
+    let mut throughput = Throughput::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -425,14 +429,21 @@ async fn sample_loop(app: Shared, plan: Plan) {
         let Some(mut current) = sampler.take() else {
             break;
         };
+        let server = app.llama.state();
+        let Some(mut llama_tree) = tree.take() else {
+            break;
+        };
         let joined = tokio::task::spawn_blocking(move || {
             current.set_models_dir(dir);
-            let sample = current.sample(loaded);
+            let mut sample = current.sample(loaded);
+            let usage = llama_tree.sample(server.pid());
+            sample.llama_cpu_usage = usage.cpu_percent;
+            sample.llama_memory_used = usage.memory_mib;
             let devices = current.gpu_devices();
-            (sample, devices, current)
+            (sample, devices, current, llama_tree)
         })
         .await;
-        let Ok((mut sample, devices, back)) = joined else {
+        let Ok((mut sample, devices, back, back_tree)) = joined else {
             tracing::error!(
                 source = "server",
                 "the metrics sampler failed; sampling stops"
@@ -440,6 +451,17 @@ async fn sample_loop(app: Shared, plan: Plan) {
             break;
         };
         sampler = Some(back);
+        tree = Some(back_tree);
+        sample.tokens_per_second = match app.llama.state() {
+            ServerState::Ready { url, .. } => {
+                let readings = scrape::read_counters(&app.upstream(&url)).await;
+                throughput.update(&readings, Instant::now())
+            }
+            _ => {
+                throughput.reset();
+                0.0
+            }
+        };
         sample.timestamp = crate::db::models::now();
         // The documented `uptime` is llama-server's, 0 while it is not running.
         sample.uptime = app.llama.uptime().unwrap_or(0.0);

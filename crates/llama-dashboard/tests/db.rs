@@ -190,7 +190,7 @@ fn a_database_made_by_the_original_app_is_adopted_with_its_rows() {
             Ok::<_, store::Error>(())
         })
         .unwrap();
-    assert_eq!(store.schema_version().unwrap(), Some(1));
+    assert_eq!(store.schema_version().unwrap(), Some(2));
     drop(store);
     // Opening again changes nothing.
     let store = open(&path);

@@ -219,6 +219,7 @@ fn the_proxy_streams_routes_records_and_cancels() {
     let (_home, server) = start(&[("LLAMA_STAND_IN_TOKEN_MS", "25")]);
     let http = server.http();
     let requests = subscribe(&server.url, "?topics=request,model", "");
+    let samples = subscribe(&server.url, "?topics=metrics", "");
 
     let (status, models) = http.call("GET", "/v1/models", None, None);
     assert_eq!(status, 200);
@@ -267,6 +268,14 @@ fn the_proxy_streams_routes_records_and_cancels() {
     let llama = model_id(&server, "llama-tiny.Q4_K_M.gguf");
     let (_, row) = http.call("GET", &format!("/api/models/{llama}"), None, None);
     assert_eq!(row["status"], "loaded", "loaded on demand");
+    // llama-server's /metrics is read into tokens per second, and its process tree measured.
+    let sample = next_matching(&samples, "metrics", 10, |m| {
+        m["tokens_per_second"].as_f64().unwrap() > 0.0
+    });
+    assert!(
+        sample["llama_memory_used"].as_f64().unwrap() > 1.0,
+        "{sample}"
+    );
 
     // Routed by catalog id too; whole answers and other endpoints pass through.
     let (status, answer) = http.call(

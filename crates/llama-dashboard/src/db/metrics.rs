@@ -33,13 +33,21 @@ pub struct Metrics {
     pub gpu_memory_total: f64,
     /// Percent of swap.
     pub swap_usage: f64,
+    /// Tokens llama-server generated per second since the previous sample (from its
+    /// `/metrics`; 0 when it is not running or its metrics are off).
+    pub tokens_per_second: f64,
+    /// CPU use of llama-server and the model processes it started, percent of all cores.
+    pub llama_cpu_usage: f64,
+    /// Their resident memory (MiB).
+    pub llama_memory_used: f64,
     /// Unix seconds (set by the database when saving).
     pub timestamp: i64,
 }
 
 const SELECT: &str =
     "SELECT id, cpu_usage, memory_usage, disk_usage, active_models, uptime, gpu_usage,
-    gpu_memory_used, gpu_memory_total, swap_usage, timestamp FROM metrics";
+    gpu_memory_used, gpu_memory_total, swap_usage, timestamp, tokens_per_second,
+    llama_cpu_usage, llama_memory_used FROM metrics";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Metrics> {
     let f = |i: usize| r.get::<_, Option<f64>>(i).map(|v| v.unwrap_or(0.0));
@@ -55,6 +63,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Metrics> {
         gpu_memory_total: f(8)?,
         swap_usage: f(9)?,
         timestamp: r.get::<_, Option<i64>>(10)?.unwrap_or(0),
+        tokens_per_second: f(11)?,
+        llama_cpu_usage: f(12)?,
+        llama_memory_used: f(13)?,
     })
 }
 
@@ -62,7 +73,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Metrics> {
 pub fn save(tx: &Transaction<'_>, m: &Metrics) -> rusqlite::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO metrics (cpu_usage, memory_usage, disk_usage, active_models, uptime, gpu_usage,
-             gpu_memory_used, gpu_memory_total, swap_usage) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             gpu_memory_used, gpu_memory_total, swap_usage, tokens_per_second, llama_cpu_usage,
+             llama_memory_used) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         m.cpu_usage,
@@ -73,7 +85,10 @@ pub fn save(tx: &Transaction<'_>, m: &Metrics) -> rusqlite::Result<i64> {
         m.gpu_usage,
         m.gpu_memory_used,
         m.gpu_memory_total,
-        m.swap_usage
+        m.swap_usage,
+        m.tokens_per_second,
+        m.llama_cpu_usage,
+        m.llama_memory_used
     ])?;
     Ok(tx.last_insert_rowid())
 }

@@ -60,6 +60,18 @@ pub enum State {
     },
 }
 
+impl State {
+    /// The process id, while there is a process.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            State::Starting { pid } | State::Ready { pid, .. } | State::Stopping { pid } => {
+                Some(*pid).filter(|p| *p != 0)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Timings of the supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
@@ -72,14 +72,14 @@ impl Upstream {
             .map_err(|e| UpstreamError::Unreachable(self.base.clone(), e.to_string()))
     }
 
-    /// A JSON call: (status, body; `null` when empty), within `timeout`.
-    pub async fn json(
+    /// A whole call: (status, body bytes), within `timeout`.
+    async fn call(
         &self,
         method: &str,
         path: &str,
         body: Option<&Value>,
         timeout: Duration,
-    ) -> Result<(u16, Value), UpstreamError> {
+    ) -> Result<(u16, Bytes), UpstreamError> {
         let mut builder = Request::builder().method(method).uri(path);
         let body = match body {
             Some(value) => {
@@ -100,15 +100,37 @@ impl Upstream {
                 .await
                 .map_err(|e| UpstreamError::Unreachable(self.base.clone(), e.to_string()))?
                 .to_bytes();
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok((status, Value::Null));
-            }
-            serde_json::from_slice(&bytes)
-                .map(|v| (status, v))
-                .map_err(|e| UpstreamError::Invalid(self.base.clone(), e.to_string()))
+            Ok((status, bytes))
         };
         tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| UpstreamError::Timeout(self.base.clone(), timeout))?
+    }
+
+    /// A GET whose answer is text (e.g. Prometheus metrics): (status, text), within `timeout`.
+    pub async fn text(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(u16, String), UpstreamError> {
+        let (status, bytes) = self.call("GET", path, None, timeout).await?;
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// A JSON call: (status, body; `null` when empty), within `timeout`.
+    pub async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<(u16, Value), UpstreamError> {
+        let (status, bytes) = self.call(method, path, body, timeout).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok((status, Value::Null));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| (status, v))
+            .map_err(|e| UpstreamError::Invalid(self.base.clone(), e.to_string()))
     }
 }

@@ -7,6 +7,7 @@
 //! can never stop the server.
 
 pub mod gpu;
+pub mod process;
 pub mod system;
 
 use std::fmt::Write as _;
@@ -95,6 +96,7 @@ impl Sampler {
             gpu_memory_total: self.last_gpu.memory_total_mib,
             swap_usage: memory.swap_percent(),
             timestamp: 0,
+            ..Metrics::default()
         }
     }
 }
@@ -160,8 +162,23 @@ pub fn prometheus_text(m: &Metrics, gpu_devices: u32, out: &mut String) {
         ),
         (
             "llama_dashboard_uptime_seconds",
-            "Seconds the dashboard has run.",
+            "Seconds llama-server has run (0 while it is not running).",
             m.uptime,
+        ),
+        (
+            "llama_dashboard_tokens_per_second",
+            "Tokens llama-server generated per second (from its /metrics).",
+            m.tokens_per_second,
+        ),
+        (
+            "llama_dashboard_llama_server_cpu_usage_percent",
+            "CPU use of llama-server and its model processes, percent of all cores.",
+            m.llama_cpu_usage,
+        ),
+        (
+            "llama_dashboard_llama_server_memory_bytes",
+            "Resident memory of llama-server and its model processes.",
+            m.llama_memory_used * MIB,
         ),
         (
             "llama_dashboard_gpu_devices",
@@ -267,6 +284,8 @@ mod tests {
             gpu_memory_used: 2.0,
             gpu_memory_total: 80.5,
             uptime: f64::NAN,
+            tokens_per_second: 88.5,
+            llama_memory_used: 100.0,
             ..Metrics::default()
         };
         let mut out = String::new();
@@ -276,7 +295,7 @@ mod tests {
         assert!(out.ends_with('\n'));
         assert!(out.contains("# HELP odd_help a \\\\ and a\\nline\n"));
         let families = parse(&out);
-        assert_eq!(families.len(), 12);
+        assert_eq!(families.len(), 15);
         let value = |name: &str| families[name].1;
         assert_eq!(value("llama_dashboard_cpu_usage_percent"), 12.25);
         assert_eq!(value("llama_dashboard_memory_usage_percent"), 42.5);
@@ -289,6 +308,11 @@ mod tests {
             80.5 * 1_048_576.0
         );
         assert_eq!(value("odd_help"), 0.0, "infinity is 0");
+        assert_eq!(value("llama_dashboard_tokens_per_second"), 88.5);
+        assert_eq!(
+            value("llama_dashboard_llama_server_memory_bytes"),
+            100.0 * 1_048_576.0
+        );
         assert_eq!(
             families["llama_dashboard_scans_total"],
             ("counter".into(), 3.0)
@@ -308,6 +332,6 @@ mod tests {
         let m = sampler.sample(0);
         let mut out = String::new();
         prometheus_text(&m, sampler.gpu_devices(), &mut out);
-        assert_eq!(parse(&out).len(), 10);
+        assert_eq!(parse(&out).len(), 13);
     }
 }
