@@ -45,6 +45,8 @@ pub struct App {
     pub requests: std::sync::Mutex<std::collections::VecDeque<crate::proxy::meter::RequestRecord>>,
     /// The client for the running llama-server (kept for its connection pool).
     pub upstream_client: std::sync::Mutex<Option<crate::llama::upstream::Upstream>>,
+    /// When each model was last used, for idle unload.
+    pub activity: crate::idle::Activity,
     /// The llama-server the dashboard owns.
     pub llama: crate::llama::supervisor::Supervisor,
     /// Turns true when the server is stopping; live streams and tasks end then.

@@ -248,6 +248,7 @@ pub fn run(config: &OpenConfig, args: &ServeArgs) -> ExitCode {
         started: Instant::now(),
         requests: std::sync::Mutex::new(std::collections::VecDeque::new()),
         upstream_client: std::sync::Mutex::new(None),
+        activity: crate::idle::Activity::default(),
         llama: Supervisor::new(Timing::default()),
         shutdown: watch::channel(false).0,
     });
@@ -288,6 +289,7 @@ async fn serve(
     ));
     let sampler = tokio::spawn(sample_loop(app.clone(), plan.clone()));
     tokio::spawn(publish_server_state(app.clone()));
+    tokio::spawn(crate::idle::run(app.clone()));
     if args_autostart(&app).await {
         let starter = app.clone();
         tokio::spawn(async move {

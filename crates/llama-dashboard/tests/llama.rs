@@ -44,8 +44,16 @@ fn config_set(home: &Path, key: &str, value: &str) {
 /// A dashboard over the four-model corpus whose llama-server is the stand-in, started when
 /// the dashboard starts, with the stand-in's pace and faults from `env`.
 fn start(env: &[(&str, &str)]) -> (tempfile::TempDir, Server) {
+    start_with(&[], env)
+}
+
+/// As [`start`], with settings saved first.
+fn start_with(settings: &[(&str, &str)], env: &[(&str, &str)]) -> (tempfile::TempDir, Server) {
     let home = tempfile::tempdir().unwrap();
     common::corpus(&home.path().join("models"));
+    for (key, value) in settings {
+        config_set(home.path(), key, value);
+    }
     config_set(home.path(), "serverPath", STAND_IN);
     config_set(home.path(), "llama_server_port", &free_port().to_string());
     let server = Server::start(home.path(), &[], env);
@@ -358,4 +366,77 @@ fn the_server_is_controlled_and_its_state_published() {
     eventually(5, "the stand-in to be gone with the dashboard", || {
         (!Path::new(&format!("/proc/{child}")).exists()).then_some(())
     });
+}
+
+fn statuses(server: &Server) -> Vec<(String, String)> {
+    let (_, list) = server.http().call("GET", "/api/models", None, None);
+    let mut pairs: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_string(),
+                m["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn loaded(server: &Server) -> Vec<String> {
+    statuses(server)
+        .into_iter()
+        .filter(|(_, s)| s == "loaded")
+        .map(|(n, _)| n)
+        .collect()
+}
+
+#[test]
+fn the_maximum_of_loaded_models_holds_and_idle_models_are_unloaded() {
+    let (_home, server) = start_with(
+        &[("models_max", "2"), ("idle_unload_seconds", "2")],
+        &[("LLAMA_STAND_IN_TOKEN_MS", "25")],
+    );
+    let http = server.http();
+    for name in [
+        "llama-tiny.Q4_K_M.gguf",
+        "qwen2-tiny.Q8_0.gguf",
+        "gemma-tiny.BF16.gguf",
+    ] {
+        let id = model_id(&server, name);
+        let (status, row) = http.call("POST", &format!("/api/models/{id}/load"), None, None);
+        assert_eq!(status, 200, "{row}");
+    }
+    // The third load made llama-server unload the least recently used one.
+    assert_eq!(
+        loaded(&server),
+        ["gemma-tiny.BF16.gguf", "qwen2-tiny.Q8_0.gguf"],
+        "{:?}",
+        statuses(&server)
+    );
+
+    // A request streaming for longer than the idle limit keeps its model loaded.
+    let streaming = {
+        let url = server.url.clone();
+        std::thread::spawn(move || stream_chat(&url, "qwen2-tiny.Q8_0", 140, 1000))
+    };
+    let unused = eventually(10, "the unused model unloaded", || {
+        let now = loaded(&server);
+        (now == ["qwen2-tiny.Q8_0.gguf"]).then_some(now)
+    });
+    assert_eq!(unused, ["qwen2-tiny.Q8_0.gguf"]);
+    let lines = streaming.join().unwrap();
+    assert_eq!(lines.last().unwrap().1, "[DONE]", "the stream was not cut");
+    // Once it is done and the limit passes, it goes too.
+    eventually(10, "the last model unloaded after its request", || {
+        loaded(&server).is_empty().then_some(())
+    });
+    let (_, logs) = http.call("GET", "/api/logs?source=models&limit=100", None, None);
+    assert!(
+        logs.to_string().contains("unused for"),
+        "the reason is logged: {logs}"
+    );
+    assert_eq!(server.stop().code(), Some(0));
 }

@@ -45,6 +45,7 @@ pub async fn set_status(
 }
 
 pub(super) async fn load(State(app): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    app.activity.touch(&id);
     change(&app, &id, true).await.map(ok)
 }
 
@@ -55,7 +56,9 @@ pub(super) async fn unload(
     change(&app, &id, false).await.map(ok)
 }
 
-async fn change(app: &Shared, id: &str, load: bool) -> ApiResult<Model> {
+/// Loads (`load = true`) or unloads a catalog model and waits until llama-server reports it
+/// done; the row's status follows.
+pub async fn change(app: &Shared, id: &str, load: bool) -> ApiResult<Model> {
     let key = id.to_string();
     let model = app
         .db
@@ -122,6 +125,10 @@ async fn change(app: &Shared, id: &str, load: bool) -> ApiResult<Model> {
     }
     let status = if load { "loaded" } else { "unloaded" };
     tracing::info!(source = "models", "{} is {status}", model.name);
+    if load {
+        // At its maximum of loaded models llama-server unloads the least recently used one.
+        reconcile(app).await?;
+    }
     set_status(app, id, status, None).await?.ok_or_else(|| {
         ApiError::not_found(
             "model_not_found",

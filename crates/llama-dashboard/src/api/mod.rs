@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-pub use loading::{reconcile, set_status};
+pub use loading::{change as change_model, reconcile, set_status};
 pub use server::start_llama;
 
 use crate::app::Shared;

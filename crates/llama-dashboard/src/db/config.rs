@@ -25,6 +25,8 @@ pub fn defaults(home: &str) -> Map<String, Value> {
         "llama_server_port": 8080,
         "llama_server_host": "127.0.0.1",
         "llama_server_metrics": true,
+        "models_max": 4,
+        "idle_unload_seconds": 0,
     });
     match value {
         Value::Object(map) => map,
@@ -94,7 +96,7 @@ pub enum SettingKind {
 }
 
 /// Every setting the dashboard knows, with what it accepts.
-pub const SETTINGS: [(&str, SettingKind); 11] = [
+pub const SETTINGS: [(&str, SettingKind); 13] = [
     ("serverPath", SettingKind::Text),
     ("host", SettingKind::Text),
     ("port", SettingKind::Integer(1, 65_535)),
@@ -106,6 +108,8 @@ pub const SETTINGS: [(&str, SettingKind); 11] = [
     ("llama_server_port", SettingKind::Integer(1, 65_535)),
     ("llama_server_host", SettingKind::Text),
     ("llama_server_metrics", SettingKind::Flag),
+    ("models_max", SettingKind::Integer(0, 1024)),
+    ("idle_unload_seconds", SettingKind::Integer(0, 2_592_000)),
 ];
 
 /// A setting that cannot be stored, with a message that says what to send instead.

@@ -1,7 +1,8 @@
 //! The command line `llama-server` is started with, derived from the saved settings: the binary
 //! (`serverPath`), where it listens (`llama_server_host`, `llama_server_port`), the models folder
-//! in llama.cpp's router mode (`--models-dir`), and the context size, batch size, threads and
-//! metrics switch every model is loaded with.
+//! in llama.cpp's router mode (`--models-dir`), the most models it keeps loaded at once
+//! (`models_max`; it unloads the least recently used one to load another), and the context
+//! size, batch size, threads and metrics switch every model is loaded with.
 
 use std::path::PathBuf;
 
@@ -81,6 +82,8 @@ pub fn from_config(settings: &Map<String, Value>, home: &str) -> Result<Launch, 
         int(settings, "batch_size")?.to_string(),
         "--threads".to_string(),
         int(settings, "threads")?.to_string(),
+        "--models-max".to_string(),
+        int(settings, "models_max")?.to_string(),
     ];
     if settings
         .get("llama_server_metrics")
@@ -128,6 +131,8 @@ mod tests {
                 "--batch-size",
                 "512",
                 "--threads",
+                "4",
+                "--models-max",
                 "4"
             ]
         );

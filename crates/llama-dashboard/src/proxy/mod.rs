@@ -175,6 +175,7 @@ async fn forward(
         })?
         .to_string();
     let model = resolve(&app, &requested).await?;
+    app.activity.touch(&model.id);
     let url = ready_server(&app).await?;
     let upstream = app.upstream(&url);
     let entry = match crate::llama::router::list(&upstream).await {
@@ -231,8 +232,12 @@ async fn forward(
         started_at: models::now(),
         ..RequestRecord::default()
     };
+    app.activity.begin(&model.id);
     let recorder = Arc::clone(&app);
-    let finish: meter::Finish = Arc::new(move |r| recorder.record_request(r));
+    let finish: meter::Finish = Arc::new(move |r| {
+        recorder.activity.end(&model.id);
+        recorder.record_request(r);
+    });
     Ok(Response::from_parts(
         parts,
         Body::new(Metered::new(incoming, started, record, finish)),
