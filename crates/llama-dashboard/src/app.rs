@@ -45,6 +45,8 @@ pub struct App {
     pub requests: std::sync::Mutex<std::collections::VecDeque<crate::proxy::meter::RequestRecord>>,
     /// The client for the running llama-server (kept for its connection pool).
     pub upstream_client: std::sync::Mutex<Option<crate::llama::upstream::Upstream>>,
+    /// The router's id for each catalog model (by catalog id), as last listed.
+    pub routes: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// When each model was last used, for idle unload.
     pub activity: crate::idle::Activity,
     /// The llama-server the dashboard owns.
@@ -119,6 +121,25 @@ impl App {
                 kept.pop_front();
             }
             kept.push_back(record);
+        }
+    }
+
+    /// The router's id for a catalog model, as last listed.
+    pub fn route(&self, model: &str) -> Option<String> {
+        self.routes.lock().ok()?.get(model).cloned()
+    }
+
+    /// Notes the router's id for a catalog model.
+    pub fn remember_route(&self, model: &str, router_id: &str) {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.insert(model.to_string(), router_id.to_string());
+        }
+    }
+
+    /// Forgets every router id (llama-server changed state, so its list may differ).
+    pub fn forget_routes(&self) {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.clear();
         }
     }
 

@@ -248,6 +248,7 @@ pub fn run(config: &OpenConfig, args: &ServeArgs) -> ExitCode {
         started: Instant::now(),
         requests: std::sync::Mutex::new(std::collections::VecDeque::new()),
         upstream_client: std::sync::Mutex::new(None),
+        routes: std::sync::Mutex::default(),
         activity: crate::idle::Activity::default(),
         llama: Supervisor::new(Timing::default()),
         shutdown: watch::channel(false).0,
@@ -303,6 +304,11 @@ async fn serve(
         "llama-dashboard {} listening on http://{bound}",
         env!("CARGO_PKG_VERSION")
     );
+    // Streamed tokens are small writes; without TCP_NODELAY each waits for the client's
+    // delayed acknowledgement of the previous one (about 40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, crate::api::router(app.clone()))
         .with_graceful_shutdown(until_stopped(app.shutdown.subscribe()));
     let trigger = app.shutdown.clone();
@@ -350,6 +356,7 @@ async fn publish_server_state(app: Shared) {
                     return;
                 }
                 let state = changes.borrow_and_update().clone();
+                app.forget_routes();
                 app.events.publish(Topic::Server, json!(state));
             }
             _ = every.tick() => {}

@@ -168,7 +168,10 @@ pub async fn reconcile(app: &Shared) -> ApiResult<usize> {
     let mut changed = 0;
     for model in all {
         let wanted = match router::find(&listed, &model) {
-            Some(entry) => entry.catalog_status(),
+            Some(entry) => {
+                app.remember_route(&model.id, &entry.id);
+                entry.catalog_status()
+            }
             None if matches!(model.status.as_str(), "loaded" | "loading") => "unloaded",
             None => continue,
         };

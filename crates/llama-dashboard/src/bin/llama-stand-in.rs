@@ -288,6 +288,9 @@ async fn serve(options: Options) -> Result<(), String> {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "File Not Found", "not_found_error") })
         .with_state(server);
     eprintln!("main: server is listening on http://{address} - starting the main loop");
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(terminated())
         .await

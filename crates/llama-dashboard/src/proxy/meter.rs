@@ -81,7 +81,8 @@ impl<B> Metered<B> {
             self.record.ttft_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
         }
         self.tail.extend_from_slice(data);
-        if self.tail.len() > TAIL {
+        // Trimmed in batches, so a long stream does not move the tail on every token.
+        if self.tail.len() > 2 * TAIL {
             let cut = self.tail.len() - TAIL;
             self.tail.drain(..cut);
         }

@@ -178,19 +178,32 @@ async fn forward(
     app.activity.touch(&model.id);
     let url = ready_server(&app).await?;
     let upstream = app.upstream(&url);
-    let entry = match crate::llama::router::list(&upstream).await {
-        Ok(listed) => crate::llama::router::find(&listed, &model).cloned(),
-        Err(_) => None,
+    // A model the catalog has as loaded goes straight to the router id last seen for it;
+    // anything else asks the router first (its id, and whether it must load).
+    let cached = (model.status == "loaded")
+        .then(|| app.route(&model.id))
+        .flatten();
+    let (routed, loads_on_demand) = match cached {
+        Some(id) => (Some(id), false),
+        None => {
+            let entry = match crate::llama::router::list(&upstream).await {
+                Ok(listed) => crate::llama::router::find(&listed, &model).cloned(),
+                Err(_) => None,
+            };
+            // llama-server loads a model on demand; the row says so while it does, and takes
+            // the router's word once the answer starts.
+            let loads = entry
+                .as_ref()
+                .is_some_and(|e| e.catalog_status() != "loaded");
+            if loads {
+                crate::api::set_status(&app, &model.id, "loading", None).await?;
+            }
+            if let Some(e) = &entry {
+                app.remember_route(&model.id, &e.id);
+            }
+            (entry.map(|e| e.id), loads)
+        }
     };
-    // llama-server loads a model on demand; the row says so while it does, and takes the
-    // router's word once the answer starts.
-    let loads_on_demand = entry
-        .as_ref()
-        .is_some_and(|e| e.catalog_status() != "loaded");
-    if loads_on_demand {
-        crate::api::set_status(&app, &model.id, "loading", None).await?;
-    }
-    let routed = entry.map(|e| e.id);
     request.insert(
         "model".into(),
         Value::String(routed.unwrap_or_else(|| router_id(&model))),
