@@ -21,3 +21,4 @@ pub mod proxy;
 pub mod sampler;
 pub mod scan;
 pub mod serve;
+pub mod web;

@@ -68,6 +68,7 @@ pub fn router(app: Shared) -> Router {
         .route("/api/requests", get(observe::requests))
         .route("/metrics", get(observe::prometheus))
         .merge(crate::proxy::routes())
+        .merge(crate::web::routes())
         .route("/api/{*rest}", axum::routing::any(no_such_endpoint))
         .fallback(no_such_endpoint)
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -138,10 +139,11 @@ async fn guard(State(app): State<Shared>, request: Request, next: Next) -> Respo
 }
 
 fn check_access(app: &Shared, request: &Request) -> Option<ApiError> {
-    if request.uri().path() == "/api/health" {
-        return None;
-    }
+    let path = request.uri().path();
     match &app.api_key {
+        _ if path == "/api/health" => None,
+        // The page holds no data; it asks for the key itself.
+        Some(_) if crate::web::is_public(path) => None,
         Some(expected) => match presented_key(request.headers()) {
             Some(given) if same_secret(given, expected) => None,
             Some(_) => Some(ApiError::new(

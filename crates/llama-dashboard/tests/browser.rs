@@ -1,0 +1,447 @@
+//! The web dashboard in real headless Chromium, driven over the W3C WebDriver protocol by
+//! chromedriver (Debian's `chromium` and `chromium-driver`; `.ci/run` installs them), against
+//! `llama-dashboard serve` with the stand-in llama-server: a scan fills the models table, a
+//! load changes a row's status live, charts take new points from the live stream, log filters
+//! hide what they should, and settings round-trip through the server's validation. A screenshot
+//! of each page is saved under `target/browser-artefacts/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{Server, bin, eventually};
+use serde_json::{Value, json};
+
+/// WebDriver's key for an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A chromedriver we started, and one browser session in it.
+struct Browser {
+    driver: Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self
+            .agent
+            .delete(&self.base)
+            .call()
+            .map(|mut r| r.body_mut().read_to_string());
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let driver_path = find_program(&["chromedriver"]).expect(
+            "chromedriver is not installed; install the Debian packages `chromium chromium-driver` (.ci/run does)",
+        );
+        let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"])
+            .expect("chromium is not installed; install the Debian package `chromium`");
+        let port = free_port();
+        let driver = Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let root = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = agent
+                .get(format!("{root}/status"))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
+                .is_some_and(|v| v["value"]["ready"] == true);
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,900"],
+            }
+        }}});
+        let answer: Value = agent
+            .post(format!("{root}/session"))
+            .send_json(&caps)
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        let id = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no browser session: {answer}"))
+            .to_string();
+        Browser {
+            driver,
+            base: format!("{root}/session/{id}"),
+            agent,
+        }
+    }
+
+    /// One WebDriver command; its `value`, panicking on a WebDriver error.
+    fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let mut response = match body {
+            Some(body) => self.agent.post(&url).send_json(&body).unwrap(),
+            None if method == "GET" => self.agent.get(&url).call().unwrap(),
+            None => self.agent.post(&url).send_json(json!({})).unwrap(),
+        };
+        let answer: Value = response.body_mut().read_json().unwrap();
+        if let Some(error) = answer["value"]["error"].as_str() {
+            panic!("WebDriver {path}: {error}: {}", answer["value"]["message"]);
+        }
+        answer["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.command("POST", "/url", Some(json!({"url": url})));
+    }
+
+    /// Runs a script in the page and returns what it returns.
+    fn eval(&self, script: &str) -> Value {
+        self.command(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Waits until `script` returns something truthy; returns it.
+    fn wait_for(&self, secs: u64, what: &str, script: &str) -> Value {
+        eventually(secs, what, || {
+            let value = self.eval(script);
+            let truthy = match &value {
+                Value::Null | Value::Bool(false) => false,
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            truthy.then_some(value)
+        })
+    }
+
+    fn element(&self, css: &str) -> String {
+        let found = self.command(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        found[ELEMENT].as_str().unwrap().to_string()
+    }
+
+    /// Clicks the element as a user would.
+    fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.command("POST", &format!("/element/{id}/click"), None);
+    }
+
+    /// Replaces an input's text by typing.
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.command("POST", &format!("/element/{id}/clear"), None);
+        self.command(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    /// Saves a PNG of the window under `target/browser-artefacts/`.
+    fn screenshot(&self, name: &str) {
+        let data = self.command("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let dir = artefacts();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+fn artefacts() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("browser-artefacts")
+}
+
+fn config_set(home: &Path, key: &str, value: &str) {
+    let out = bin()
+        .arg("--db")
+        .arg(home.join("data/llama-dashboard.db"))
+        .args(["config", "set", key, value])
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+/// A dashboard over the corpus with the stand-in as its llama-server, sampling every 0.2 s.
+fn dashboard() -> (tempfile::TempDir, Server) {
+    let home = tempfile::tempdir().unwrap();
+    common::corpus(&home.path().join("models"));
+    config_set(
+        home.path(),
+        "serverPath",
+        env!("CARGO_BIN_EXE_llama-stand-in"),
+    );
+    config_set(home.path(), "llama_server_port", &free_port().to_string());
+    let server = Server::start(
+        home.path(),
+        &[],
+        &[
+            ("LLAMA_STAND_IN_LOAD_MS", "400"),
+            ("LLAMA_STAND_IN_FAIL", "gemma-tiny.BF16"),
+        ],
+    );
+    (home, server)
+}
+
+/// A script expression: the status cell's text of the row for a model name.
+fn status_of(name: &str) -> String {
+    format!(
+        "(() => {{ const row = [...document.querySelectorAll('#models tbody tr')]
+            .find(r => r.querySelector('.name').textContent === '{name}');
+         return row ? row.querySelector('.status').textContent : null; }})()"
+    )
+}
+
+#[test]
+fn the_pages_work_in_a_real_browser() {
+    let (_home, server) = dashboard();
+    let browser = Browser::start();
+
+    // Models: the table starts empty; a scan fills it.
+    browser.open(&format!("{}/#/models", server.url));
+    browser.wait_for(10, "the models page", "return document.querySelector('#models') && !document.querySelector('#page-models').hidden;");
+    let rows = browser.eval("return document.querySelectorAll('#models tbody tr').length;");
+    assert_eq!(rows, 0, "nothing scanned yet");
+    browser.click("#scan");
+    browser.wait_for(
+        10,
+        "the scanned models in the table",
+        "return document.querySelectorAll('#models tbody tr').length === 4;",
+    );
+    let names = browser.eval(
+        "return [...document.querySelectorAll('#models tbody .name')].map(c => c.textContent).sort();",
+    );
+    assert_eq!(
+        names,
+        json!([
+            "gemma-tiny.BF16.gguf",
+            "llama-tiny.Q4_K_M.gguf",
+            "phi3-tiny.IQ4_XS.gguf",
+            "qwen2-tiny.Q8_0.gguf"
+        ])
+    );
+
+    // Load: the row's status changes live, through `loading` to `loaded`.
+    browser.wait_for(
+        20,
+        "llama-server ready",
+        "return document.querySelector('#server-state').textContent.includes('ready');",
+    );
+    let name = "llama-tiny.Q4_K_M.gguf";
+    let id = browser.eval(&format!(
+        "return [...document.querySelectorAll('#models tbody tr')]
+            .find(r => r.querySelector('.name').textContent === '{name}').getAttribute('data-model-id');"
+    ));
+    browser.click(&format!(
+        "tr[data-model-id='{}'] button[data-action='load']",
+        id.as_str().unwrap()
+    ));
+    browser.wait_for(
+        5,
+        "the status `loading`",
+        &format!("return {} === 'loading';", status_of(name)),
+    );
+    browser.wait_for(
+        10,
+        "the status `loaded`",
+        &format!("return {} === 'loaded';", status_of(name)),
+    );
+    browser.screenshot("models");
+    // The server has it loaded too.
+    let (_, row) = server.http().call(
+        "GET",
+        &format!("/api/models/{}", id.as_str().unwrap()),
+        None,
+        None,
+    );
+    assert_eq!(row["status"], "loaded");
+
+    // Overview: the charts take new points from the live samples.
+    browser.open(&format!("{}/#/overview", server.url));
+    let before = browser
+        .wait_for(
+            10,
+            "a first point",
+            "return Number(document.querySelector('#chart-cpu').dataset.points);",
+        )
+        .as_f64()
+        .unwrap();
+    let after = browser
+        .wait_for(
+            10,
+            "more points",
+            &format!("const n = Number(document.querySelector('#chart-cpu').dataset.points); return n > {before} ? n : 0;"),
+        )
+        .as_f64()
+        .unwrap();
+    assert!(after > before);
+    let tps_points =
+        browser.eval("return Number(document.querySelector('#chart-tps').dataset.points);");
+    assert!(tps_points.as_f64().unwrap() > 0.0);
+    browser.screenshot("overview");
+
+    // Logs: entries are listed; only `error` hides the info lines and shows the failed ones.
+    let gemma = browser.eval(
+        "return [...document.querySelectorAll('#models tbody tr')]
+            .find(r => r.querySelector('.name').textContent === 'gemma-tiny.BF16.gguf')
+            .getAttribute('data-model-id');",
+    );
+    let (status, _) = server.http().call(
+        "POST",
+        &format!("/api/models/{}/load", gemma.as_str().unwrap()),
+        None,
+        None,
+    );
+    assert_eq!(status, 502, "the stand-in fails this load");
+    browser.open(&format!("{}/#/logs", server.url));
+    browser.wait_for(
+        10,
+        "log lines",
+        "return document.querySelectorAll('#log-list .log-row').length > 0;",
+    );
+    let levels = browser.eval("return [...new Set([...document.querySelectorAll('#log-list .log-row')].map(r => r.dataset.level))];");
+    assert!(
+        levels.as_array().unwrap().contains(&json!("info")),
+        "{levels}"
+    );
+    for level in ["debug", "info", "warn", "critical"] {
+        browser.click(&format!("#log-levels input[data-level='{level}']"));
+    }
+    browser.wait_for(
+        10,
+        "only error lines",
+        "const rows = [...document.querySelectorAll('#log-list .log-row')];
+         return rows.length > 0 && rows.every(r => r.dataset.level === 'error');",
+    );
+    // A source filter: llama-server's own lines only.
+    for level in ["debug", "info", "warn", "critical"] {
+        browser.click(&format!("#log-levels input[data-level='{level}']"));
+    }
+    browser.eval("const s = document.querySelector('#log-source'); s.value = 'llama-server'; s.dispatchEvent(new Event('change'));");
+    let sources = browser.wait_for(
+        10,
+        "llama-server's lines",
+        "const rows = [...document.querySelectorAll('#log-list .log-row')];
+         return rows.length > 0 && rows.every(r => r.querySelector('.log-source').textContent === 'llama-server') ? rows.length : 0;",
+    );
+    assert!(sources.as_f64().unwrap() > 0.0);
+    browser.screenshot("logs");
+
+    // Settings: a change is saved and survives a reload; an invalid one shows the server's
+    // message and stores nothing.
+    browser.open(&format!("{}/#/settings", server.url));
+    browser.wait_for(
+        10,
+        "the settings form",
+        "return document.querySelector('#setting-threads') !== null;",
+    );
+    browser.type_into("#setting-threads", "6");
+    browser.click("#settings-form button[type='submit']");
+    browser.wait_for(
+        10,
+        "saved",
+        "return !document.querySelector('#settings-saved').hidden;",
+    );
+    let (_, config) = server.http().call("GET", "/api/config", None, None);
+    assert_eq!(config["threads"], 6);
+    browser.eval("location.reload();");
+    browser.wait_for(
+        10,
+        "the saved value after a reload",
+        "const i = document.querySelector('#setting-threads'); return i && i.value === '6';",
+    );
+    browser.type_into("#setting-llama_server_port", "99999");
+    browser.click("#settings-form button[type='submit']");
+    let message = browser.wait_for(
+        10,
+        "the server's error",
+        "const e = document.querySelector('#settings-error'); return e.hidden ? '' : e.textContent;",
+    );
+    assert!(
+        message.as_str().unwrap().contains("llama_server_port"),
+        "{message}"
+    );
+    let (_, config) = server.http().call("GET", "/api/config", None, None);
+    assert_ne!(config["llama_server_port"], 99999, "nothing stored");
+    browser.screenshot("settings");
+    drop(browser);
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+#[test]
+fn the_page_asks_for_the_api_key_and_never_shows_it() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        home.path(),
+        &[],
+        &[("LLAMA_DASHBOARD_API_KEY", "browser-test-key-0123456789")],
+    );
+    let url = server.url.clone();
+    let browser = Browser::start();
+    browser.open(&format!("{url}/#/models"));
+    browser.wait_for(
+        10,
+        "the key form",
+        "return !document.querySelector('#key-form').hidden;",
+    );
+    browser.type_into("#key-input", "browser-test-key-0123456789");
+    browser.click("#key-form button[type='submit']");
+    browser.wait_for(10, "the page working with the key", "return document.querySelector('#live').textContent === 'live' && document.querySelector('#models-summary').textContent.includes('0 models');");
+    let shown =
+        browser.eval("return document.documentElement.outerHTML.includes('browser-test-key');");
+    assert_eq!(shown, false, "the key is not in the page");
+    drop(browser);
+    drop(server);
+}
