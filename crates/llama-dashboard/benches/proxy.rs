@@ -96,8 +96,12 @@ fn stream(url: &str, model: &str) -> (Duration, u32) {
     .unwrap();
     let mut first = None;
     let mut tokens = 0;
+    let mut other = Vec::new();
     for line in BufReader::new(socket).lines().map_while(Result::ok) {
         let Some(data) = line.strip_prefix("data: ") else {
+            if other.len() < 12 {
+                other.push(line);
+            }
             continue;
         };
         if data == "[DONE]" {
@@ -109,6 +113,7 @@ fn stream(url: &str, model: &str) -> (Duration, u32) {
             tokens += 1;
         }
     }
+    assert!(tokens > 0, "no tokens from {url}: {other:?}");
     (first.unwrap_or_default(), tokens)
 }
 

@@ -440,3 +440,39 @@ fn the_maximum_of_loaded_models_holds_and_idle_models_are_unloaded() {
     );
     assert_eq!(server.stop().code(), Some(0));
 }
+
+#[test]
+fn requests_while_llama_server_starts_wait_for_it() {
+    let home = tempfile::tempdir().unwrap();
+    common::corpus(&home.path().join("models"));
+    config_set(home.path(), "serverPath", STAND_IN);
+    config_set(home.path(), "llama_server_port", &free_port().to_string());
+    let server = Server::start(home.path(), &[], &[("LLAMA_STAND_IN_STARTUP_MS", "1500")]);
+    let http = server.http();
+    let (status, report) = http.call("POST", "/api/scan", None, None);
+    assert_eq!(status, 200, "{report}");
+    let (_, state) = http.call("GET", "/api/server", None, None);
+    assert_eq!(state["server"]["state"], "starting", "{state}");
+    // Several clients at once, while the autostarted llama-server is not ready yet.
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let url = server.url.clone();
+            std::thread::spawn(move || {
+                common::http::Http::new(&url).call(
+                    "POST",
+                    "/v1/completions",
+                    None,
+                    Some(
+                        json!({"model": "phi3-tiny.IQ4_XS.gguf", "prompt": "Hi", "max_tokens": 2}),
+                    ),
+                )
+            })
+        })
+        .collect();
+    for client in clients {
+        let (status, answer) = client.join().unwrap();
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["choices"][0]["text"], "The stand");
+    }
+    assert_eq!(server.stop().code(), Some(0));
+}

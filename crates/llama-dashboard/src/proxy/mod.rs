@@ -111,6 +111,9 @@ async fn resolve(app: &Shared, requested: &str) -> ApiResult<Model> {
     })
 }
 
+/// How long a request waits for a llama-server that is starting.
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The address of a ready llama-server, starting it if it is not running.
 pub async fn ready_server(app: &Shared) -> ApiResult<String> {
     if let ServerState::Ready { url, .. } = app.llama.state() {
@@ -124,6 +127,19 @@ pub async fn ready_server(app: &Shared) -> ApiResult<String> {
         }) => {}
         Err(e) => return Err(e),
     }
+    // Another request (or the autostart) may have started it: wait for that start to settle.
+    let mut changes = app.llama.subscribe();
+    let settled = tokio::time::timeout(START_WAIT, async {
+        loop {
+            if !matches!(&*changes.borrow_and_update(), ServerState::Starting { .. }) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    let _ = settled.await;
     match app.llama.state() {
         ServerState::Ready { url, .. } => Ok(url),
         other => Err(ApiError::new(
