@@ -110,8 +110,9 @@ for _ in $(seq 1 20); do
   sleep 0.5
 done
 llama_mem="$(curl -s "$api/api/metrics/latest" | json 'round(d["llama_memory_used"])')"
-echo "✓ llama-server's /metrics read: $tps tokens/s at its peak; its processes use $llama_mem MiB"
-curl -s "$api/" | grep -q '<title>llama-dashboard</title>' || { echo "the web page is not served"; exit 1; }
+echo "✓ llama-server's /metrics read: $(printf '%.1f' "$tps") tokens/s at its peak; its processes use $llama_mem MiB"
+page="$(curl -s "$api/")"
+case "$page" in *'<title>llama-dashboard</title>'*) ;; *) echo "the web page is not served"; exit 1 ;; esac
 echo "✓ the web dashboard is served at $api/"
 
 timeout 0.5 curl -sN "$api/v1/chat/completions" -H 'content-type: application/json' \
