@@ -13,19 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{Server, bin, eventually};
+use common::{Server, config_set, eventually, free_port};
 use serde_json::{Value, json};
 
 /// WebDriver's key for an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn find_program(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -201,17 +193,6 @@ fn artefacts() -> PathBuf {
         .parent()
         .unwrap()
         .join("browser-artefacts")
-}
-
-fn config_set(home: &Path, key: &str, value: &str) {
-    let out = bin()
-        .arg("--db")
-        .arg(home.join("data/llama-dashboard.db"))
-        .args(["config", "set", key, value])
-        .env("HOME", home)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
 }
 
 /// A dashboard over the corpus with the stand-in as its llama-server, sampling every 0.2 s.

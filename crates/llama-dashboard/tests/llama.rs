@@ -13,33 +13,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::http::code;
-use common::{Server, bin, eventually, next_matching, subscribe};
+use common::{Server, config_set, eventually, free_port, next_matching, subscribe};
 use serde_json::{Value, json};
 
 const STAND_IN: &str = env!("CARGO_BIN_EXE_llama-stand-in");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn config_set(home: &Path, key: &str, value: &str) {
-    let out = bin()
-        .arg("--db")
-        .arg(home.join("data/llama-dashboard.db"))
-        .args(["config", "set", key, value])
-        .env("HOME", home)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "config set {key}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A dashboard over the four-model corpus whose llama-server is the stand-in, started when
 /// the dashboard starts, with the stand-in's pace and faults from `env`.

@@ -206,3 +206,28 @@ pub fn next_matching(
         }
     }
 }
+
+/// A port free on loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `llama-dashboard config set KEY VALUE` on the database `Server::start` uses for `home`.
+pub fn config_set(home: &Path, key: &str, value: &str) {
+    let out = bin()
+        .arg("--db")
+        .arg(home.join("data/llama-dashboard.db"))
+        .args(["config", "set", key, value])
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "config set {key}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
