@@ -2,11 +2,12 @@
 //! works offline and with nothing to install. Served at `/` and `/ui/*` without the API key —
 //! they hold no data and no secrets; the page asks for the key and sends it with each call —
 //! under a strict Content-Security-Policy: only our own script and styles, no inline code, no
-//! other origins, no framing.
+//! other origins, no framing. Each file has an ETag (a hash of its text, fixed at build time),
+//! so a browser revalidates with `no-cache` and gets a 304 until the binary changes.
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -35,6 +36,31 @@ const FILES: [(&str, &str, &str); 3] = [
     ),
 ];
 
+/// FNV-1a of a file's text: its ETag. Computed at compile time; not a security measure, only a
+/// version.
+const fn fnv1a(text: &str) -> u64 {
+    let bytes = text.as_bytes();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+/// The ETags of [`FILES`], in the same order.
+const TAGS: [u64; FILES.len()] = {
+    let mut tags = [0; FILES.len()];
+    let mut i = 0;
+    while i < FILES.len() {
+        tags[i] = fnv1a(FILES[i].2);
+        i += 1;
+    }
+    tags
+};
+
 /// Whether a path is part of the page (served without the API key).
 pub fn is_public(path: &str) -> bool {
     path == "/" || path.starts_with("/ui/")
@@ -43,20 +69,48 @@ pub fn is_public(path: &str) -> bool {
 /// The page's routes.
 pub fn routes() -> Router<Shared> {
     Router::new()
-        .route("/", get(|| async { file("index.html") }))
+        .route(
+            "/",
+            get(|request: HeaderMap| async move { file("index.html", &request) }),
+        )
         .route(
             "/ui/{name}",
-            get(|Path(name): Path<String>| async move { file(&name) }),
+            get(
+                |Path(name): Path<String>, request: HeaderMap| async move { file(&name, &request) },
+            ),
         )
 }
 
-fn file(name: &str) -> Response {
-    let Some((_, kind, body)) = FILES.iter().find(|(n, _, _)| *n == name) else {
+/// Whether an `If-None-Match` header names `tag` (or is `*`).
+fn matches_tag(request: &HeaderMap, tag: &str) -> bool {
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == tag || t == "*")
+}
+
+/// One embedded file with its headers, or 304 when the browser's copy is current.
+fn file(name: &str, request: &HeaderMap) -> Response {
+    let Some(index) = FILES.iter().position(|(n, _, _)| *n == name) else {
         return (StatusCode::NOT_FOUND, "no such file").into_response();
     };
-    let mut response = (*body).into_response();
+    let (_, kind, body) = FILES[index];
+    let tag = format!("\"{:016x}\"", TAGS[index]);
+    let mut response = if matches_tag(request, &tag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut full = body.into_response();
+        full.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+        full
+    };
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    if let Ok(value) = HeaderValue::from_str(&tag) {
+        headers.insert(header::ETAG, value);
+    }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -89,7 +143,7 @@ mod tests {
 
     #[test]
     fn files_have_their_types_and_the_policy() {
-        let page = file("index.html");
+        let page = file("index.html", &HeaderMap::new());
         assert_eq!(page.status(), StatusCode::OK);
         assert_eq!(
             page.headers()[header::CONTENT_TYPE],
@@ -102,10 +156,32 @@ mod tests {
                 .contains("script-src 'self'")
         );
         assert_eq!(
-            file("app.js").headers()[header::CONTENT_TYPE],
+            file("app.js", &HeaderMap::new()).headers()[header::CONTENT_TYPE],
             "text/javascript; charset=utf-8"
         );
-        assert_eq!(file("../Cargo.toml").status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            file("../Cargo.toml", &HeaderMap::new()).status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn a_current_copy_is_revalidated_with_a_304() {
+        let first = file("style.css", &HeaderMap::new());
+        assert_eq!(first.headers()[header::CACHE_CONTROL], "no-cache");
+        let tag = first.headers()[header::ETAG].clone();
+        let mut request = HeaderMap::new();
+        request.insert(header::IF_NONE_MATCH, tag.clone());
+        let again = file("style.css", &request);
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(again.headers()[header::ETAG], tag);
+        request.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
+        assert_eq!(file("style.css", &request).status(), StatusCode::OK);
+        assert_ne!(
+            file("app.js", &HeaderMap::new()).headers()[header::ETAG],
+            tag,
+            "each file has its own tag"
+        );
     }
 
     #[test]

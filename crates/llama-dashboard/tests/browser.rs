@@ -2,14 +2,16 @@
 //! chromedriver (Debian's `chromium` and `chromium-driver`; `.ci/run` installs them), against
 //! `llama-dashboard serve` with the stand-in llama-server: a scan fills the models table, a
 //! load changes a row's status live, charts take new points from the live stream, log filters
-//! hide what they should, and settings round-trip through the server's validation. A screenshot
-//! of each page is saved under `target/browser-artefacts/`.
+//! hide what they should, and settings round-trip through the server's validation. Each test
+//! asserts what a user sees, one browser at a time (a browser per test is heavy on a small
+//! machine). A screenshot of each page is saved under `target/browser-artefacts/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -28,11 +30,15 @@ fn find_program(names: &[&str]) -> Option<PathBuf> {
     })
 }
 
+/// Held by the test that has a browser open.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
 /// A chromedriver we started, and one browser session in it.
 struct Browser {
     driver: Child,
     base: String,
     agent: ureq::Agent,
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl Drop for Browser {
@@ -49,6 +55,8 @@ impl Drop for Browser {
 
 impl Browser {
     fn start() -> Browser {
+        // A test that failed with the browser open does not stop the others.
+        let turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
         let driver_path = find_program(&["chromedriver"]).expect(
             "chromedriver is not installed; install the Debian packages `chromium chromium-driver` (.ci/run does)",
         );
@@ -104,6 +112,7 @@ impl Browser {
             driver,
             base: format!("{root}/session/{id}"),
             agent,
+            _turn: turn,
         }
     }
 
@@ -216,25 +225,64 @@ fn dashboard() -> (tempfile::TempDir, Server) {
     (home, server)
 }
 
-/// A script expression: the status cell's text of the row for a model name.
-fn status_of(name: &str) -> String {
+/// A script expression: the row (`tr`) of the models table for a model name, or null.
+fn row_of(name: &str) -> String {
     format!(
-        "(() => {{ const row = [...document.querySelectorAll('#models tbody tr')]
-            .find(r => r.querySelector('.name').textContent === '{name}');
-         return row ? row.querySelector('.status').textContent : null; }})()"
+        "[...document.querySelectorAll('#models tbody tr')]
+            .find(r => r.querySelector('.name').textContent === '{name}')"
     )
 }
 
+/// A script expression: the status cell's text of a model's row, or null.
+fn status_of(name: &str) -> String {
+    format!(
+        "(() => {{ const row = {}; return row ? row.querySelector('.status').textContent : null; }})()",
+        row_of(name)
+    )
+}
+
+/// Scans over the API, for the tests that are not about scanning; returns the catalog.
+fn scanned(server: &Server) -> Vec<Value> {
+    let (status, report) = server.http().call("POST", "/api/scan", None, None);
+    assert_eq!(status, 200, "{report}");
+    let (_, rows) = server.http().call("GET", "/api/models", None, None);
+    rows.as_array().unwrap().clone()
+}
+
+fn id_of(models: &[Value], name: &str) -> String {
+    models
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["id"].as_str())
+        .unwrap_or_else(|| panic!("{name} is not in the catalog"))
+        .to_string()
+}
+
+/// Opens a page of the dashboard and waits until it shows.
+fn open_page(browser: &Browser, server: &Server, page: &str) {
+    browser.open(&format!("{}/#/{page}", server.url));
+    browser.wait_for(
+        10,
+        &format!("the {page} page"),
+        &format!(
+            "const p = document.querySelector('#page-{page}'); return p !== null && !p.hidden;"
+        ),
+    );
+}
+
 #[test]
-fn the_pages_work_in_a_real_browser() {
+fn scanning_fills_the_models_table() {
     let (_home, server) = dashboard();
     let browser = Browser::start();
-
-    // Models: the table starts empty; a scan fills it.
-    browser.open(&format!("{}/#/models", server.url));
-    browser.wait_for(10, "the models page", "return document.querySelector('#models') && !document.querySelector('#page-models').hidden;");
+    open_page(&browser, &server, "models");
+    browser.wait_for(
+        10,
+        "the live stream",
+        "return document.querySelector('#live').textContent === 'live';",
+    );
     let rows = browser.eval("return document.querySelectorAll('#models tbody tr').length;");
     assert_eq!(rows, 0, "nothing scanned yet");
+
     browser.click("#scan");
     browser.wait_for(
         10,
@@ -253,44 +301,68 @@ fn the_pages_work_in_a_real_browser() {
             "qwen2-tiny.Q8_0.gguf"
         ])
     );
-
-    // Load: the row's status changes live, through `loading` to `loaded`.
-    browser.wait_for(
-        20,
-        "llama-server ready",
-        "return document.querySelector('#server-state').textContent.includes('ready');",
-    );
-    let name = "llama-tiny.Q4_K_M.gguf";
-    let id = browser.eval(&format!(
-        "return [...document.querySelectorAll('#models tbody tr')]
-            .find(r => r.querySelector('.name').textContent === '{name}').getAttribute('data-model-id');"
+    let cells = browser.eval(&format!(
+        "return [...{}.cells].map(c => c.textContent);",
+        row_of("qwen2-tiny.Q8_0.gguf")
     ));
+    for shown in ["qwen2", "Q8_0", "32768", "idle"] {
+        assert!(
+            cells.as_array().unwrap().contains(&json!(shown)),
+            "{shown} in {cells}"
+        );
+    }
+
+    // The details show the GGUF header's fields.
+    let qwen = browser.eval(&format!(
+        "return {}.getAttribute('data-model-id');",
+        row_of("qwen2-tiny.Q8_0.gguf")
+    ));
+    let qwen = qwen.as_str().unwrap();
     browser.click(&format!(
-        "tr[data-model-id='{}'] button[data-action='load']",
-        id.as_str().unwrap()
+        "tr[data-model-id='{qwen}'] button[data-action='details']"
+    ));
+    let fields = browser.wait_for(
+        5,
+        "the details",
+        "const box = document.querySelector('#model-detail');
+         return box.hidden ? null : [...box.querySelectorAll('dt')].map(d => d.textContent);",
+    );
+    for field in [
+        "vocab_size",
+        "parameter_count",
+        "Quantization",
+        "Context length",
+    ] {
+        assert!(
+            fields.as_array().unwrap().contains(&json!(field)),
+            "{field} in {fields}"
+        );
+    }
+
+    // A favorite is marked at once and stored.
+    browser.click(&format!(
+        "tr[data-model-id='{qwen}'] button[data-action='favorite']"
     ));
     browser.wait_for(
         5,
-        "the status `loading`",
-        &format!("return {} === 'loading';", status_of(name)),
+        "the star filled",
+        &format!("return document.querySelector(\"tr[data-model-id='{qwen}'] button[data-action='favorite']\").textContent === '★';"),
     );
-    browser.wait_for(
-        10,
-        "the status `loaded`",
-        &format!("return {} === 'loaded';", status_of(name)),
-    );
+    let (_, row) = server
+        .http()
+        .call("GET", &format!("/api/models/{qwen}"), None, None);
+    assert_eq!(row["favorite"], 1);
     browser.screenshot("models");
-    // The server has it loaded too.
-    let (_, row) = server.http().call(
-        "GET",
-        &format!("/api/models/{}", id.as_str().unwrap()),
-        None,
-        None,
-    );
-    assert_eq!(row["status"], "loaded");
+    drop(browser);
+    assert_eq!(server.stop().code(), Some(0));
+}
 
-    // Overview: the charts take new points from the live samples.
-    browser.open(&format!("{}/#/overview", server.url));
+#[test]
+fn the_overview_charts_grow_with_live_samples() {
+    let (_home, server) = dashboard();
+    let models = scanned(&server);
+    let browser = Browser::start();
+    open_page(&browser, &server, "overview");
     let before = browser
         .wait_for(
             10,
@@ -308,44 +380,104 @@ fn the_pages_work_in_a_real_browser() {
         .as_f64()
         .unwrap();
     assert!(after > before);
-    let tps_points =
-        browser.eval("return Number(document.querySelector('#chart-tps').dataset.points);");
-    assert!(tps_points.as_f64().unwrap() > 0.0);
-    browser.screenshot("overview");
+    for chart in ["chart-mem", "chart-gpu", "chart-tps"] {
+        let points = browser.eval(&format!(
+            "return Number(document.querySelector('#{chart}').dataset.points);"
+        ));
+        assert!(points.as_f64().unwrap() > 0.0, "{chart}: {points}");
+    }
+    let cpu = browser.eval("return document.querySelector('#fig-cpu').textContent;");
+    assert!(cpu.as_str().unwrap().ends_with(" %"), "{cpu}");
+    browser.wait_for(
+        20,
+        "llama-server ready in the status line",
+        "return document.querySelector('#server-state').textContent === 'llama-server: ready';",
+    );
 
-    // Logs: entries are listed; only `error` hides the info lines and shows the failed ones.
-    let gemma = browser.eval(
-        "return [...document.querySelectorAll('#models tbody tr')]
-            .find(r => r.querySelector('.name').textContent === 'gemma-tiny.BF16.gguf')
-            .getAttribute('data-model-id');",
-    );
-    let (status, _) = server.http().call(
+    // A request through the proxy shows in the recent requests, with its tokens.
+    let (status, answer) = server.http().call(
         "POST",
-        &format!("/api/models/{}/load", gemma.as_str().unwrap()),
+        "/v1/completions",
         None,
-        None,
+        Some(json!({"model": "llama-tiny.Q4_K_M.gguf", "prompt": "Once", "max_tokens": 3})),
     );
-    assert_eq!(status, 502, "the stand-in fails this load");
-    browser.open(&format!("{}/#/logs", server.url));
+    assert_eq!(status, 200, "{answer}");
+    let cells = browser.wait_for(
+        15,
+        "the request in the table",
+        "const row = document.querySelector('#requests tbody tr');
+         return row ? [...row.cells].map(c => c.textContent) : null;",
+    );
+    let cells = cells.as_array().unwrap();
+    assert_eq!(cells[1], "llama-tiny.Q4_K_M.gguf", "{cells:?}");
+    assert_eq!(cells[3], "200", "{cells:?}");
+    assert!(
+        cells[5].as_str().unwrap().parse::<u64>().unwrap() > 0,
+        "tokens: {cells:?}"
+    );
+    browser.screenshot("overview");
+    assert!(!id_of(&models, "llama-tiny.Q4_K_M.gguf").is_empty());
+    drop(browser);
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+#[test]
+fn the_log_tail_is_live_and_the_level_filter_hides_info() {
+    let (_home, server) = dashboard();
+    let browser = Browser::start();
+    open_page(&browser, &server, "logs");
     browser.wait_for(
         10,
-        "log lines",
-        "return document.querySelectorAll('#log-list .log-row').length > 0;",
+        "the live stream",
+        "return document.querySelector('#live').textContent === 'live';",
     );
-    let levels = browser.eval("return [...new Set([...document.querySelectorAll('#log-list .log-row')].map(r => r.dataset.level))];");
-    assert!(
-        levels.as_array().unwrap().contains(&json!("info")),
-        "{levels}"
+
+    // New entries arrive without a reload: a scan's summary, then a failed load.
+    let models = scanned(&server);
+    browser.wait_for(
+        10,
+        "the scan's entry, live",
+        "return [...document.querySelectorAll('#log-list .log-row')]
+            .some(r => r.dataset.level === 'info' && r.querySelector('.log-message').textContent.startsWith('scan found 4 models'));",
     );
+    let gemma = id_of(&models, "gemma-tiny.BF16.gguf");
+    let (status, _) = server
+        .http()
+        .call("POST", &format!("/api/models/{gemma}/load"), None, None);
+    assert_eq!(status, 502, "the stand-in fails this load");
+    browser.wait_for(
+        10,
+        "the failure's entry, live",
+        "return [...document.querySelectorAll('#log-list .log-row')].some(r => r.dataset.level === 'error');",
+    );
+
+    // Only `error`: the info lines go.
     for level in ["debug", "info", "warn", "critical"] {
         browser.click(&format!("#log-levels input[data-level='{level}']"));
     }
-    browser.wait_for(
+    let shown = browser.wait_for(
         10,
         "only error lines",
         "const rows = [...document.querySelectorAll('#log-list .log-row')];
-         return rows.length > 0 && rows.every(r => r.dataset.level === 'error');",
+         return rows.length > 0 && rows.every(r => r.dataset.level === 'error') ? rows.length : 0;",
     );
+    assert!(shown.as_f64().unwrap() >= 1.0);
+    // A live info entry stays hidden under that filter; a live error entry shows.
+    scanned(&server);
+    let (status, _) = server
+        .http()
+        .call("POST", &format!("/api/models/{gemma}/load"), None, None);
+    assert_eq!(status, 502);
+    browser.wait_for(
+        10,
+        "the second failure",
+        &format!("return document.querySelectorAll('#log-list .log-row').length > {shown};"),
+    );
+    let levels = browser.eval(
+        "return [...new Set([...document.querySelectorAll('#log-list .log-row')].map(r => r.dataset.level))];",
+    );
+    assert_eq!(levels, json!(["error"]));
+
     // A source filter: llama-server's own lines only.
     for level in ["debug", "info", "warn", "critical"] {
         browser.click(&format!("#log-levels input[data-level='{level}']"));
@@ -359,10 +491,15 @@ fn the_pages_work_in_a_real_browser() {
     );
     assert!(sources.as_f64().unwrap() > 0.0);
     browser.screenshot("logs");
+    drop(browser);
+    assert_eq!(server.stop().code(), Some(0));
+}
 
-    // Settings: a change is saved and survives a reload; an invalid one shows the server's
-    // message and stores nothing.
-    browser.open(&format!("{}/#/settings", server.url));
+#[test]
+fn settings_persist_and_invalid_values_show_the_servers_error() {
+    let (_home, server) = dashboard();
+    let browser = Browser::start();
+    open_page(&browser, &server, "settings");
     browser.wait_for(
         10,
         "the settings form",
@@ -383,6 +520,7 @@ fn the_pages_work_in_a_real_browser() {
         "the saved value after a reload",
         "const i = document.querySelector('#setting-threads'); return i && i.value === '6';",
     );
+
     browser.type_into("#setting-llama_server_port", "99999");
     browser.click("#settings-form button[type='submit']");
     let message = browser.wait_for(
@@ -394,9 +532,80 @@ fn the_pages_work_in_a_real_browser() {
         message.as_str().unwrap().contains("llama_server_port"),
         "{message}"
     );
-    let (_, config) = server.http().call("GET", "/api/config", None, None);
-    assert_ne!(config["llama_server_port"], 99999, "nothing stored");
+    let marked = browser.eval(
+        "return [...document.querySelectorAll('#settings-fields input.invalid')].map(i => i.name);",
+    );
+    assert_eq!(marked, json!(["llama_server_port"]));
+    let (_, stored) = server.http().call("GET", "/api/config", None, None);
+    assert_eq!(stored, config, "nothing stored");
     browser.screenshot("settings");
+    drop(browser);
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+#[test]
+fn loading_a_model_changes_its_status_live() {
+    let (_home, server) = dashboard();
+    let models = scanned(&server);
+    let browser = Browser::start();
+    open_page(&browser, &server, "models");
+    browser.wait_for(
+        20,
+        "llama-server ready",
+        "return document.querySelector('#server-state').textContent === 'llama-server: ready';",
+    );
+
+    // Through `loading` to `loaded`, as llama-server reports it.
+    let name = "llama-tiny.Q4_K_M.gguf";
+    let id = id_of(&models, name);
+    browser.click(&format!(
+        "tr[data-model-id='{id}'] button[data-action='load']"
+    ));
+    browser.wait_for(
+        5,
+        "the status `loading`",
+        &format!("return {} === 'loading';", status_of(name)),
+    );
+    browser.wait_for(
+        10,
+        "the status `loaded`",
+        &format!("return {} === 'loaded';", status_of(name)),
+    );
+    let (_, row) = server
+        .http()
+        .call("GET", &format!("/api/models/{id}"), None, None);
+    assert_eq!(row["status"], "loaded");
+
+    // A load that fails says so, with llama-server's reason.
+    let gemma = id_of(&models, "gemma-tiny.BF16.gguf");
+    browser.click(&format!(
+        "tr[data-model-id='{gemma}'] button[data-action='load']"
+    ));
+    browser.wait_for(
+        10,
+        "the status `error`",
+        &format!("return {} === 'error';", status_of("gemma-tiny.BF16.gguf")),
+    );
+    let notice = browser.wait_for(
+        5,
+        "the failure's notice",
+        "const n = document.querySelector('#notice'); return n.hidden ? '' : n.textContent;",
+    );
+    assert!(
+        notice.as_str().unwrap().contains("gemma-tiny.BF16.gguf"),
+        "{notice}"
+    );
+    browser.screenshot("models-loaded");
+
+    // Unload: back to `unloaded`.
+    browser.click(&format!(
+        "tr[data-model-id='{id}'] button[data-action='unload']"
+    ));
+    browser.wait_for(
+        10,
+        "the status `unloaded`",
+        &format!("return {} === 'unloaded';", status_of(name)),
+    );
     drop(browser);
     assert_eq!(server.stop().code(), Some(0));
 }
@@ -409,13 +618,20 @@ fn the_page_asks_for_the_api_key_and_never_shows_it() {
         &[],
         &[("LLAMA_DASHBOARD_API_KEY", "browser-test-key-0123456789")],
     );
-    let url = server.url.clone();
     let browser = Browser::start();
-    browser.open(&format!("{url}/#/models"));
+    browser.open(&format!("{}/#/models", server.url));
     browser.wait_for(
         10,
         "the key form",
         "return !document.querySelector('#key-form').hidden;",
+    );
+    // A wrong key is refused and asked for again.
+    browser.type_into("#key-input", "not-the-key");
+    browser.click("#key-form button[type='submit']");
+    browser.wait_for(
+        10,
+        "the refusal",
+        "return !document.querySelector('#key-form').hidden && !document.querySelector('#key-error').hidden;",
     );
     browser.type_into("#key-input", "browser-test-key-0123456789");
     browser.click("#key-form button[type='submit']");

@@ -36,8 +36,10 @@ async function api(method, path, body) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
   if (response.status === 401) {
-    askForKey();
-    throw new ApiError(401, "api_key_required", "an API key is required");
+    // Ask for the key (once, however many calls are waiting), then try again with it.
+    const sent = init.headers["X-API-Key"] !== undefined;
+    await waitForKey(sent ? "The server refused that key; check the file it named." : "");
+    return api(method, path, body);
   }
   if (!response.ok) {
     const err = (data && data.error) || {};
@@ -46,9 +48,22 @@ async function api(method, path, body) {
   return data;
 }
 
-function askForKey() {
-  $("key-form").hidden = false;
-  $("key-input").focus();
+// The calls waiting for the user to give the key: one promise they all wait on.
+let keyWanted = null;
+
+function waitForKey(problem) {
+  if (problem) {
+    $("key-error").textContent = problem;
+    $("key-error").hidden = false;
+  }
+  if (!keyWanted) {
+    let resolve;
+    const promise = new Promise((r) => { resolve = r; });
+    keyWanted = { promise, resolve };
+    $("key-form").hidden = false;
+    $("key-input").focus();
+  }
+  return keyWanted.promise;
 }
 
 $("key-form").addEventListener("submit", (e) => {
@@ -57,9 +72,11 @@ $("key-form").addEventListener("submit", (e) => {
   if (!key) return;
   sessionStorage.setItem(KEY_STORE, key);
   $("key-input").value = "";
+  $("key-error").hidden = true;
   $("key-form").hidden = true;
-  events.restart();
-  show(currentPage());
+  const waiting = keyWanted;
+  keyWanted = null;
+  if (waiting) waiting.resolve();
 });
 
 function notify(message, isError) {
@@ -71,13 +88,14 @@ function notify(message, isError) {
   notify.timer = setTimeout(() => { box.hidden = true; }, isError ? 8000 : 3000);
 }
 
-// Runs an action from a button: disables it meanwhile and reports failures.
-async function act(button, work) {
+// Runs an action from a button: disables it meanwhile and reports failures, prefixed with
+// `subject` (what the action was on) when given.
+async function act(button, work, subject) {
   if (button) button.disabled = true;
   try {
     return await work();
   } catch (e) {
-    if (e.status !== 401) notify(e.message, true);
+    notify(subject ? `${subject}: ${e.message}` : e.message, true);
     return null;
   } finally {
     if (button) button.disabled = false;
@@ -131,16 +149,18 @@ const events = {
   backoff: 500,
   handlers: {},
   on(name, fn) { (this.handlers[name] = this.handlers[name] || []).push(fn); },
-  restart() {
-    if (this.controller) this.controller.abort();
-    this.start();
-  },
   async start() {
     const controller = new AbortController();
     this.controller = controller;
     try {
       const response = await fetch("/api/events", { headers: headers({ Accept: "text/event-stream" }), signal: controller.signal });
-      if (response.status === 401) { setLive(false); askForKey(); return; }
+      if (response.status === 401) {
+        setLive(false);
+        const sent = sessionStorage.getItem(KEY_STORE) !== null;
+        await waitForKey(sent ? "The server refused that key; check the file it named." : "");
+        if (this.controller === controller) this.start();
+        return;
+      }
       if (!response.ok || !response.body) throw new Error(`events answered ${response.status}`);
       setLive(true);
       this.backoff = 500;
@@ -187,33 +207,43 @@ function setLive(on) {
 
 // ---------- charts ----------
 
+// A line chart of the last CHART_POINTS samples, one line per series, newest on the right.
+// `max` fixes the top of the scale (percentages); null follows the data. The canvas carries
+// its number of points in `data-points`.
 class Chart {
-  constructor(canvas, max) {
+  constructor(canvas, max, colors) {
     this.canvas = canvas;
-    this.max = max; // fixed top of the scale, or null to follow the data
-    this.points = [];
+    this.max = max;
+    this.colors = colors || ["--accent"];
+    this.series = this.colors.map(() => []);
   }
-  set(values) {
-    this.points = values.slice(-CHART_POINTS);
+  // Replaces every point: `rows` holds one array of values (one per series) per sample.
+  set(rows) {
+    const kept = rows.slice(-CHART_POINTS);
+    this.series = this.colors.map((_, s) => kept.map((row) => row[s] || 0));
     this.draw();
   }
-  push(value) {
-    this.points.push(value);
-    if (this.points.length > CHART_POINTS) this.points.shift();
+  push(values) {
+    this.series.forEach((points, s) => {
+      points.push(values[s] || 0);
+      if (points.length > CHART_POINTS) points.shift();
+    });
     this.draw();
   }
   draw() {
     const c = this.canvas;
-    c.setAttribute("data-points", String(this.points.length));
+    const count = this.series[0].length;
+    c.setAttribute("data-points", String(count));
     const ctx = c.getContext("2d");
     const w = c.width;
     const h = c.height;
     const style = getComputedStyle(document.body);
+    const color = (name, fallback) => style.getPropertyValue(name).trim() || fallback;
     ctx.clearRect(0, 0, w, h);
-    const top = this.max || Math.max(1, ...this.points) * 1.15;
-    ctx.strokeStyle = style.getPropertyValue("--grid").trim() || "#ddd";
+    const top = this.max || Math.max(1, ...this.series.flat()) * 1.15;
+    ctx.strokeStyle = color("--grid", "#ddd");
     ctx.lineWidth = 1;
-    ctx.fillStyle = style.getPropertyValue("--muted").trim() || "#888";
+    ctx.fillStyle = color("--muted", "#888");
     ctx.font = "11px sans-serif";
     for (let i = 0; i <= 4; i += 1) {
       const y = Math.round(h - (h - 14) * (i / 4)) - 0.5;
@@ -223,33 +253,49 @@ class Chart {
       ctx.stroke();
       if (i > 0) ctx.fillText((top * i / 4).toFixed(top < 10 ? 1 : 0), 4, y + 12);
     }
-    if (this.points.length < 2) return;
+    if (count < 2) return;
     const step = w / (CHART_POINTS - 1);
-    const x0 = w - step * (this.points.length - 1);
-    ctx.strokeStyle = style.getPropertyValue("--accent").trim() || "#36c";
-    ctx.lineWidth = 2;
-    ctx.beginPath();
-    this.points.forEach((v, i) => {
-      const x = x0 + i * step;
-      const y = h - (h - 14) * Math.min(1, Math.max(0, v / top));
-      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+    const x0 = w - step * (count - 1);
+    this.series.forEach((points, s) => {
+      ctx.strokeStyle = color(this.colors[s], "#36c");
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      points.forEach((v, i) => {
+        const x = x0 + i * step;
+        const y = h - (h - 14) * Math.min(1, Math.max(0, v / top));
+        if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      });
+      ctx.stroke();
     });
-    ctx.stroke();
   }
 }
 
 const charts = {
   cpu: new Chart($("chart-cpu"), 100),
   mem: new Chart($("chart-mem"), 100),
-  gpu: new Chart($("chart-gpu"), 100),
+  gpu: new Chart($("chart-gpu"), 100, ["--accent", "--good"]),
   tps: new Chart($("chart-tps"), null),
 };
+
+function gpuMemoryPercent(m) {
+  return m.gpu_memory_total > 0 ? (100 * (m.gpu_memory_used || 0)) / m.gpu_memory_total : 0;
+}
+
+// One sample as the values of each chart.
+function chartValues(m) {
+  return {
+    cpu: [m.cpu_usage || 0],
+    mem: [m.memory_usage || 0],
+    gpu: [m.gpu_usage || 0, gpuMemoryPercent(m)],
+    tps: [m.tokens_per_second || 0],
+  };
+}
 
 function showFigures(m) {
   $("fig-cpu").textContent = `${fixed(m.cpu_usage, 1)} %`;
   $("fig-mem").textContent = `${fixed(m.memory_usage, 1)} %`;
   $("fig-gpu").textContent = m.gpu_memory_total > 0
-    ? `${fixed(m.gpu_usage, 0)} % · ${bytes(m.gpu_memory_used * 1048576)}`
+    ? `${fixed(m.gpu_usage, 0)} % · ${bytes(m.gpu_memory_used * 1048576)} of ${bytes(m.gpu_memory_total * 1048576)}`
     : "none";
   $("fig-tps").textContent = fixed(m.tokens_per_second || 0, 1);
   $("fig-models").textContent = String(m.active_models ?? "–");
@@ -259,20 +305,15 @@ function showFigures(m) {
 }
 
 function addSample(m) {
-  charts.cpu.push(m.cpu_usage || 0);
-  charts.mem.push(m.memory_usage || 0);
-  charts.gpu.push(m.gpu_usage || 0);
-  charts.tps.push(m.tokens_per_second || 0);
+  const values = chartValues(m);
+  for (const [name, chart] of Object.entries(charts)) chart.push(values[name]);
   showFigures(m);
 }
 
 async function loadHistory() {
   const rows = await api("GET", `/api/metrics/history?limit=${CHART_POINTS}`);
-  const oldestFirst = rows.slice().reverse();
-  charts.cpu.set(oldestFirst.map((m) => m.cpu_usage || 0));
-  charts.mem.set(oldestFirst.map((m) => m.memory_usage || 0));
-  charts.gpu.set(oldestFirst.map((m) => m.gpu_usage || 0));
-  charts.tps.set(oldestFirst.map((m) => m.tokens_per_second || 0));
+  const oldestFirst = rows.slice().reverse().map(chartValues);
+  for (const [name, chart] of Object.entries(charts)) chart.set(oldestFirst.map((v) => v[name]));
   if (rows.length) showFigures(rows[0]);
 }
 
@@ -337,6 +378,8 @@ events.on("request", (r) => {
 
 let models = [];
 let detailId = null;
+// Why the last load or unload of a model failed, by id (from the live `model` events).
+const failures = {};
 
 function modelRow(m) {
   const p = parseParams(m);
@@ -346,21 +389,21 @@ function modelRow(m) {
     text: m.favorite ? "★" : "☆",
     "data-action": "favorite",
   });
-  star.addEventListener("click", () => act(star, () => api("POST", `/api/models/${encodeURIComponent(m.id)}/favorite`)));
+  star.addEventListener("click", () => act(star, () => api("POST", `/api/models/${encodeURIComponent(m.id)}/favorite`), m.name));
   const toggle = el("button", { text: loaded ? "Unload" : "Load", "data-action": loaded ? "unload" : "load" });
   toggle.addEventListener("click", () => act(toggle, () =>
-    api("POST", `/api/models/${encodeURIComponent(m.id)}/${loaded ? "unload" : "load"}`)));
+    api("POST", `/api/models/${encodeURIComponent(m.id)}/${loaded ? "unload" : "load"}`), m.name));
   const details = el("button", { text: "Details", "data-action": "details" });
   details.addEventListener("click", () => showDetail(m.id));
   return el("tr", { "data-model-id": m.id },
     el("td", {}, star),
     el("td", { class: "name", text: m.name, title: m.model_path || "" }),
     el("td", { text: m.type }),
-    el("td", { text: p.size_label || p.parameter_label || "–" }),
+    el("td", { text: [p.size_label, p.parameter_label].filter(Boolean).join(" · ") || "–" }),
     el("td", { text: m.quantization || "–" }),
     el("td", { text: bytes(m.file_size) }),
     el("td", { text: m.ctx_size || "–" }),
-    el("td", { class: `status status-${m.status}`, text: m.status }),
+    el("td", { class: `status status-${m.status}`, text: m.status, title: failures[m.id] || "" }),
     el("td", { class: "actions" }, toggle, details));
 }
 
@@ -403,7 +446,12 @@ events.on("model", (e) => {
   } else if (e.model) {
     const i = models.findIndex((m) => m.id === e.model.id);
     if (i >= 0) models[i] = e.model; else models.push(e.model);
-    if (e.model.status === "error" && e.reason) notify(`${e.model.name}: ${e.reason}`, true);
+    if (e.model.status === "error" && e.reason) {
+      failures[e.model.id] = e.reason;
+      notify(`${e.model.name}: ${e.reason}`, true);
+    } else {
+      delete failures[e.model.id];
+    }
   }
   renderModels();
 });
@@ -434,7 +482,15 @@ function logFilter() {
   return { levels, source: $("log-source").value };
 }
 
+// Adds a source seen in the log to the source filter's choices.
+function knowSource(source) {
+  const select = $("log-source");
+  if (!source || [...select.options].some((o) => o.value === source)) return;
+  select.append(el("option", { value: source, text: source }));
+}
+
 function logRow(entry) {
+  knowSource(entry.source);
   return el("div", { class: `log-row level-${entry.level}`, "data-level": entry.level, "data-id": entry.id },
     el("span", { class: "log-time", text: time(entry.timestamp) }),
     el("span", { class: "log-level", text: entry.level }),
@@ -460,11 +516,12 @@ async function loadLogs() {
     list.replaceChildren(...rows.slice().reverse().map(logRow));
     scrollLogs();
   } catch (e) {
-    if (e.status !== 401) notify(e.message, true);
+    notify(e.message, true);
   }
 }
 
 events.on("log", (entry) => {
+  knowSource(entry.source);
   if (currentPage() !== "logs") return;
   const { levels, source } = logFilter();
   if (!levels.includes(entry.level) || (source && entry.source !== source)) return;
@@ -529,10 +586,17 @@ async function loadSettings() {
   renderSettings(await api("GET", "/api/config"));
 }
 
+// Shows the server's refusal next to the form and marks the setting it names (`key`).
 function settingsError(message) {
   $("settings-saved").hidden = true;
   $("settings-error").textContent = message;
   $("settings-error").hidden = !message;
+  const named = /`([^`]+)`/.exec(message || "");
+  for (const input of $("settings-fields").querySelectorAll("input")) {
+    const bad = named !== null && input.name === named[1];
+    input.classList.toggle("invalid", bad);
+    if (bad) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
+  }
 }
 
 $("settings-form").addEventListener("submit", (e) => {
@@ -589,7 +653,7 @@ function show(name) {
     link.classList.toggle("active", link.getAttribute("data-page") === name);
   }
   document.title = `${name[0].toUpperCase()}${name.slice(1)} · llama-dashboard`;
-  PAGES[name]().catch((e) => { if (e.status !== 401) notify(e.message, true); });
+  PAGES[name]().catch((e) => { notify(e.message, true); });
 }
 
 window.addEventListener("hashchange", () => show(currentPage()));
