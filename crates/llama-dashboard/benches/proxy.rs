@@ -4,24 +4,29 @@
 //! concurrency it reports time to first token (from sending the request to the first content
 //! chunk) at p50 and p99, and token throughput over the round, proxy against direct.
 //!
-//! Both processes are release builds started here on loopback; the clients are plain threads
-//! over raw sockets, the same code for both paths. `PROXY_BENCH_ROUNDS` (default 6) sets the
-//! rounds per path and concurrency.
+//! Both processes are release builds started here on loopback. The client is one thread driving
+//! every stream over raw sockets, the same code for both paths: a thread per stream would put
+//! dozens of runnable threads beside the servers on a small machine and measure the scheduler
+//! more than the proxy. `PROXY_BENCH_ROUNDS` (default 6) sets the rounds per path and
+//! concurrency (four times as many for a single stream); `PROXY_BENCH_STREAMS` (default
+//! `1,16,64`) the concurrencies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::runtime::Runtime;
 
 /// Tokens per stream.
 const TOKENS: u32 = 64;
 /// The upstream's pace, milliseconds per token.
 const TOKEN_MS: &str = "10";
-/// Concurrent streams per round.
+/// Concurrent streams per round, unless `PROXY_BENCH_STREAMS` lists others (`64`, `1,8`).
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
 struct Proc(Child);
@@ -66,7 +71,7 @@ fn wait_for(url: &str, path: &str) {
 /// A GET over a fresh connection: the body, when the answer is 200.
 fn get(url: &str, path: &str) -> Option<String> {
     let addr = url.trim_start_matches("http://");
-    let mut socket = TcpStream::connect(addr).ok()?;
+    let mut socket = std::net::TcpStream::connect(addr).ok()?;
     write!(
         socket,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
@@ -79,25 +84,26 @@ fn get(url: &str, path: &str) -> Option<String> {
         .flatten()
 }
 
-/// One streamed chat completion: (time to first content chunk, tokens received).
-fn stream(url: &str, model: &str) -> (Duration, u32) {
-    let addr = url.trim_start_matches("http://");
+/// One streamed chat completion: (time to first content chunk, tokens received). A token is a
+/// `data:` line whose delta carries text (`"content":"`); the role chunk's `null` is not one.
+async fn stream(url: String, model: String) -> (Duration, u32) {
+    let addr = url.trim_start_matches("http://").to_string();
     let body = json!({"model": model, "stream": true, "max_tokens": TOKENS,
         "messages": [{"role": "user", "content": "Count for me"}]})
     .to_string();
-    let sent = Instant::now();
-    let mut socket = TcpStream::connect(addr).unwrap();
-    socket.set_nodelay(true).unwrap();
-    write!(
-        socket,
+    let request = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    );
+    let sent = Instant::now();
+    let mut socket = TcpStream::connect(&addr).await.unwrap();
+    socket.set_nodelay(true).unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
     let mut first = None;
     let mut tokens = 0;
     let mut other = Vec::new();
-    for line in BufReader::new(socket).lines().map_while(Result::ok) {
+    let mut lines = BufReader::new(socket).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
         let Some(data) = line.strip_prefix("data: ") else {
             if other.len() < 12 {
                 other.push(line);
@@ -107,8 +113,7 @@ fn stream(url: &str, model: &str) -> (Duration, u32) {
         if data == "[DONE]" {
             break;
         }
-        let chunk: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-        if chunk["choices"][0]["delta"]["content"].is_string() {
+        if data.contains("\"content\":\"") {
             first.get_or_insert_with(|| sent.elapsed());
             tokens += 1;
         }
@@ -117,17 +122,20 @@ fn stream(url: &str, model: &str) -> (Duration, u32) {
     (first.unwrap_or_default(), tokens)
 }
 
-/// One round: `n` concurrent streams; their first-token times and the tokens per second of
-/// the whole round.
-fn round(url: &str, model: &str, n: usize) -> (Vec<Duration>, f64) {
+/// One round: `n` concurrent streams from one client thread; their first-token times and the
+/// tokens per second of the whole round.
+fn round(client: &Runtime, url: &str, model: &str, n: usize) -> (Vec<Duration>, f64) {
     let started = Instant::now();
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
-            let (url, model) = (url.to_string(), model.to_string());
-            std::thread::spawn(move || stream(&url, &model))
-        })
-        .collect();
-    let results: Vec<(Duration, u32)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let results: Vec<(Duration, u32)> = client.block_on(async {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| tokio::spawn(stream(url.to_string(), model.to_string())))
+            .collect();
+        let mut results = Vec::with_capacity(n);
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
+    });
     let elapsed = started.elapsed().as_secs_f64();
     let tokens: u32 = results.iter().map(|r| r.1).sum();
     assert_eq!(tokens, TOKENS * n as u32, "every stream got every token");
@@ -207,7 +215,7 @@ fn main() {
     // The catalog knows the model by file name; the stand-in by its stem.
     let scan = {
         let addr = proxy.trim_start_matches("http://");
-        let mut socket = TcpStream::connect(addr).unwrap();
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
         write!(
             socket,
             "POST /api/scan HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -219,45 +227,126 @@ fn main() {
     };
     assert!(scan.starts_with("HTTP/1.1 200"), "{scan}");
     // Warm both paths (and load the model).
-    round(&proxy, "bench-model.gguf", 2);
-    round(&direct, "bench-model", 2);
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    round(&client, &proxy, "bench-model.gguf", 2);
+    round(&client, &direct, "bench-model", 2);
+
+    // nginx, when installed, as a reference: the same upstream behind a proxy built for this,
+    // so the figures show what any extra hop costs on this machine.
+    let reference = nginx(home.path(), upstream_port);
+    let mut paths = vec![
+        Target {
+            name: "direct",
+            url: direct,
+            model: "bench-model",
+        },
+        Target {
+            name: "proxy",
+            url: proxy,
+            model: "bench-model.gguf",
+        },
+    ];
+    match &reference {
+        Some((_, url)) => {
+            wait_for(url, "/health");
+            round(&client, url, "bench-model", 2);
+            paths.push(Target {
+                name: "nginx",
+                url: url.clone(),
+                model: "bench-model",
+            });
+        }
+        None => println!("(nginx is not installed: no reference proxy measured)\n"),
+    }
 
     println!(
-        "Streamed chat completions, {TOKENS} tokens each at {TOKEN_MS} ms per token, {rounds} rounds per path, alternating\n"
+        "Streamed chat completions, {TOKENS} tokens each at {TOKEN_MS} ms per token, {rounds} rounds per path ({} for one stream), alternating\n",
+        rounds * 4
     );
     println!(
         "| streams | path   | TTFT p50 ms | TTFT p99 ms | tokens/s | p99 added ms | throughput change |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for n in CONCURRENCY {
-        let (mut direct_ttft, mut proxy_ttft) = (Vec::new(), Vec::new());
-        let (mut direct_rate, mut proxy_rate) = (0.0, 0.0);
+    let streams: Vec<usize> = std::env::var("PROXY_BENCH_STREAMS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or(CONCURRENCY.to_vec());
+    for n in streams {
+        let mut ttfts: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];
+        let mut rates = vec![0.0; paths.len()];
+        // A single stream gets more rounds, so its p99 is not just the slowest of a few.
+        let rounds = if n == 1 { rounds * 4 } else { rounds };
         for _ in 0..rounds {
-            let (ttft, rate) = round(&direct, "bench-model", n);
-            direct_ttft.extend(ttft);
-            direct_rate += rate / rounds as f64;
-            let (ttft, rate) = round(&proxy, "bench-model.gguf", n);
-            proxy_ttft.extend(ttft);
-            proxy_rate += rate / rounds as f64;
+            for (i, path) in paths.iter().enumerate() {
+                let (ttft, rate) = round(&client, &path.url, path.model, n);
+                ttfts[i].extend(ttft);
+                rates[i] += rate / rounds as f64;
+            }
         }
-        direct_ttft.sort();
-        proxy_ttft.sort();
-        let added = ms(percentile(&proxy_ttft, 0.99)) - ms(percentile(&direct_ttft, 0.99));
-        let change = (proxy_rate / direct_rate - 1.0) * 100.0;
-        for (path, ttft, rate) in [
-            ("direct", &direct_ttft, direct_rate),
-            ("proxy", &proxy_ttft, proxy_rate),
-        ] {
-            let extra = if path == "proxy" {
-                format!("{added:+.2} | {change:+.2} %")
-            } else {
+        for ttft in &mut ttfts {
+            ttft.sort();
+        }
+        let direct_p99 = ms(percentile(&ttfts[0], 0.99));
+        for (i, path) in paths.iter().enumerate() {
+            let p99 = ms(percentile(&ttfts[i], 0.99));
+            let extra = if i == 0 {
                 "| ".to_string()
+            } else {
+                let change = (rates[i] / rates[0] - 1.0) * 100.0;
+                format!("{:+.2} | {change:+.2} %", p99 - direct_p99)
             };
             println!(
-                "| {n:>7} | {path:<6} | {:>11.2} | {:>11.2} | {rate:>8.0} | {extra} |",
-                ms(percentile(ttft, 0.5)),
-                ms(percentile(ttft, 0.99)),
+                "| {n:>7} | {:<6} | {:>11.2} | {p99:>11.2} | {:>8.0} | {extra} |",
+                path.name,
+                ms(percentile(&ttfts[i], 0.5)),
+                rates[i],
             );
         }
     }
+}
+
+/// One way to the upstream: its name in the table, address and the model name it takes.
+struct Target {
+    name: &'static str,
+    url: String,
+    model: &'static str,
+}
+
+/// nginx proxying to the upstream as one would put it in front of a streaming API (HTTP/1.1
+/// keep-alive to the upstream, no buffering), on a free port; `None` when nginx is not installed.
+fn nginx(home: &Path, upstream_port: u16) -> Option<(Proc, String)> {
+    let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())?;
+    let dir = home.join("nginx");
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let port = free_port();
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         upstream llama {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}\n\
+         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://llama;\n\
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n\
+         tcp_nodelay on;\n    }}\n  }}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new(binary)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some((Proc(child), format!("http://127.0.0.1:{port}")))
 }

@@ -45,6 +45,8 @@ pub struct App {
     pub requests: std::sync::Mutex<std::collections::VecDeque<crate::proxy::meter::RequestRecord>>,
     /// The client for the running llama-server (kept for its connection pool).
     pub upstream_client: std::sync::Mutex<Option<crate::llama::upstream::Upstream>>,
+    /// The catalog rows the proxy resolves model names against.
+    pub catalog: crate::proxy::catalog::Catalog,
     /// The router's id for each catalog model (by catalog id), as last listed.
     pub routes: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// When each model was last used, for idle unload.

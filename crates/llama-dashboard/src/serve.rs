@@ -214,8 +214,13 @@ pub fn run(config: &OpenConfig, args: &ServeArgs) -> ExitCode {
         Ok(key) => key,
         Err((status, message)) => return fail("api_key", status, &message),
     };
+    // One thread for the async work: it only moves bytes (SQLite, sampling and scans have
+    // threads of their own), and with a second one a streamed chunk often crossed threads
+    // between the upstream connection and the client's, which cost the proxy's p99 more than
+    // the parallelism gave back (measured by the proxy benchmark). It also leaves the cores to
+    // llama-server, which wants all of them.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
     {
@@ -248,6 +253,7 @@ pub fn run(config: &OpenConfig, args: &ServeArgs) -> ExitCode {
         started: Instant::now(),
         requests: std::sync::Mutex::new(std::collections::VecDeque::new()),
         upstream_client: std::sync::Mutex::new(None),
+        catalog: crate::proxy::catalog::Catalog::default(),
         routes: std::sync::Mutex::default(),
         activity: crate::idle::Activity::default(),
         llama: Supervisor::new(Timing::default()),

@@ -453,3 +453,52 @@ fn requests_while_llama_server_starts_wait_for_it() {
     }
     assert_eq!(server.stop().code(), Some(0));
 }
+
+/// `llama-dashboard` run as another process against the server's database.
+fn cli(home: &Path, args: &[&str]) -> String {
+    let out = common::bin()
+        .arg("--db")
+        .arg(home.join("data/llama-dashboard.db"))
+        .args(args)
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_proxy_follows_catalog_changes_made_by_other_processes() {
+    let (home, server) = start(&[]);
+    let http = server.http();
+    let ask = || {
+        http.call(
+            "POST",
+            "/v1/completions",
+            None,
+            Some(json!({"model": "qwen2-tiny.Q8_0.gguf", "prompt": "Hi", "max_tokens": 2})),
+        )
+    };
+    let (status, answer) = ask();
+    assert_eq!(status, 200, "{answer}");
+
+    // Removed by the CLI while the server runs: the proxy stops knowing it within seconds.
+    let id = model_id(&server, "qwen2-tiny.Q8_0.gguf");
+    cli(home.path(), &["models", "remove", &id]);
+    eventually(10, "the removed model refused", || {
+        let (status, error) = ask();
+        (status == 404 && code(&error) == "model_not_found").then_some(())
+    });
+
+    // Scanned back by the CLI: the very next request finds it (an unknown name is looked up
+    // afresh before it is refused).
+    cli(home.path(), &["scan"]);
+    let (status, answer) = ask();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["text"], "The stand");
+    assert_eq!(server.stop().code(), Some(0));
+}

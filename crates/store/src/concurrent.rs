@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -33,6 +34,8 @@ pub struct AsyncStore {
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
+    /// Bumped after every job on the writer thread: see [`AsyncStore::generation`].
+    generation: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -65,7 +68,16 @@ impl AsyncStore {
             jobs: Some(jobs),
             writer: Some(writer),
             readers,
+            generation: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// A number that changes whenever this store may have written: it is bumped after each
+    /// write or maintenance job, before its caller gets the answer. A cache of what was read
+    /// stays valid while the number it was read under holds (for this process's writes; other
+    /// processes' are not seen).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The database file.
@@ -80,8 +92,11 @@ impl AsyncStore {
         F: FnOnce(&Store) -> T + Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<Outcome<T>>();
+        let generation = Arc::clone(&self.generation);
         let job: Job = Box::new(move |store| {
-            let _ = reply.send(panic::catch_unwind(AssertUnwindSafe(|| f(store))));
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(store)));
+            generation.fetch_add(1, Ordering::AcqRel);
+            let _ = reply.send(outcome);
         });
         let closed = || Error::Closed {
             path: self.readers.path.clone(),

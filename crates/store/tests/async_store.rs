@@ -184,3 +184,30 @@ async fn a_server_keeps_the_lock_until_closed() {
     first.close();
     AsyncStore::open(&NOTES_V2, &config).unwrap().close();
 }
+
+#[tokio::test]
+async fn the_generation_moves_with_every_write_and_not_with_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = async_store(&tmp.path().join("notes.db"));
+    let before = store.generation();
+    assert_eq!(note_count(&store).await, 0);
+    assert_eq!(store.generation(), before, "a read changes nothing");
+    store
+        .write(|tx| {
+            tx.execute("INSERT INTO notes (body, created_at) VALUES ('a', 0)", [])?;
+            Ok::<_, store::Error>(())
+        })
+        .await
+        .unwrap();
+    let after_write = store.generation();
+    assert_ne!(after_write, before, "seen by the writer's caller at once");
+    // A failed write may have done something before failing: it moves the number too.
+    let failed = store
+        .write(|tx| {
+            tx.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Ok::<_, store::Error>(())
+        })
+        .await;
+    assert!(failed.is_err());
+    assert_ne!(store.generation(), after_write);
+}

@@ -6,6 +6,7 @@
 //! generating. Each request's time to first token, tokens and tokens per second are recorded
 //! ([`meter`]) and published to live dashboards.
 
+pub mod catalog;
 pub mod meter;
 
 use std::sync::Arc;
@@ -91,18 +92,7 @@ async fn embeddings(
 
 /// The catalog model a request names: by id, by name, or by name without `.gguf`.
 async fn resolve(app: &Shared, requested: &str) -> ApiResult<Model> {
-    let wanted = requested.to_string();
-    let found = app
-        .db
-        .read(move |conn| {
-            if let Some(m) = models::get_by_id(conn, &wanted)? {
-                return Ok::<_, ApiError>(Some(m));
-            }
-            Ok(models::get_all(conn)?.into_iter().find(|m| {
-                m.name == wanted || m.name.strip_suffix(".gguf") == Some(wanted.as_str())
-            }))
-        })
-        .await?;
+    let found = catalog::resolve(app, requested).await?;
     found.ok_or_else(|| {
         ApiError::not_found(
             "model_not_found",
