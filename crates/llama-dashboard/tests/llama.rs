@@ -454,23 +454,6 @@ fn requests_while_llama_server_starts_wait_for_it() {
     assert_eq!(server.stop().code(), Some(0));
 }
 
-/// `llama-dashboard` run as another process against the server's database.
-fn cli(home: &Path, args: &[&str]) -> String {
-    let out = common::bin()
-        .arg("--db")
-        .arg(home.join("data/llama-dashboard.db"))
-        .args(args)
-        .env("HOME", home)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn the_proxy_follows_catalog_changes_made_by_other_processes() {
     let (home, server) = start(&[]);
@@ -488,7 +471,7 @@ fn the_proxy_follows_catalog_changes_made_by_other_processes() {
 
     // Removed by the CLI while the server runs: the proxy stops knowing it within seconds.
     let id = model_id(&server, "qwen2-tiny.Q8_0.gguf");
-    cli(home.path(), &["models", "remove", &id]);
+    common::cli(home.path(), &["models", "remove", &id]);
     eventually(10, "the removed model refused", || {
         let (status, error) = ask();
         (status == 404 && code(&error) == "model_not_found").then_some(())
@@ -496,7 +479,7 @@ fn the_proxy_follows_catalog_changes_made_by_other_processes() {
 
     // Scanned back by the CLI: the very next request finds it (an unknown name is looked up
     // afresh before it is refused).
-    cli(home.path(), &["scan"]);
+    common::cli(home.path(), &["scan"]);
     let (status, answer) = ask();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["choices"][0]["text"], "The stand");

@@ -1,14 +1,15 @@
 //! The catalog as the proxy sees it: every request names a model, and looking it up in SQLite
 //! each time (a hop to the blocking pool, and under a burst dozens of fresh read connections)
-//! was most of what the proxy added to the time to first token. The rows are kept in memory:
+//! was most of what the proxy added to the time to first token. The rows are kept in memory and
+//! no request waits for the database to use them:
 //!
-//! - after a write of this process (the store's generation moved) they are read again before
-//!   use, one read for however many requests are waiting, so the proxy sees its own writes;
-//! - after [`MAX_AGE`] they are still used, and read again in the background, so writes by
-//!   other processes (a CLI scan) show within a request or so without a burst waiting on it;
+//! - after a write of this process (the store's generation moved) or after [`MAX_AGE`] (for
+//!   writes by other processes, such as a CLI scan), the rows in hand still answer, and one read
+//!   in the background brings them up to date, however many requests arrive meanwhile;
 //! - a name they do not hold is looked up afresh before the answer says it is unknown.
 //!
-//! A stale row costs little: the status only decides whether the router is asked first.
+//! A row a moment out of date costs little: the id and name route the request, and the status
+//! only decides whether the router is asked first (the status itself is kept by reconcile).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,10 +47,10 @@ struct Snapshot {
 pub async fn resolve(app: &Shared, requested: &str) -> Result<Option<Model>, ApiError> {
     let catalog = &app.catalog;
     let asked_at = Instant::now();
-    if let Some((rows, aged)) = catalog.held(app.db.generation())
+    if let Some((rows, current)) = catalog.held(app.db.generation())
         && let Some(found) = find(&rows, requested)
     {
-        if aged && !catalog.refreshing.swap(true, Ordering::AcqRel) {
+        if !current && !catalog.refreshing.swap(true, Ordering::AcqRel) {
             let app = Arc::clone(app);
             tokio::spawn(async move {
                 if let Err(e) = app.catalog.read(&app.db, Instant::now()).await {
@@ -69,16 +70,13 @@ pub async fn resolve(app: &Shared, requested: &str) -> Result<Option<Model>, Api
 }
 
 impl Catalog {
-    /// The rows, when no write of ours came after them, and whether they are past [`MAX_AGE`].
+    /// The rows in hand, and whether they are current: no write of ours came after them and
+    /// they are younger than [`MAX_AGE`].
     fn held(&self, generation: u64) -> Option<(Arc<Vec<Model>>, bool)> {
         let cached = self.cached.lock().ok()?;
         let snapshot = cached.as_ref()?;
-        (snapshot.generation == generation).then(|| {
-            (
-                Arc::clone(&snapshot.models),
-                snapshot.read_at.elapsed() >= MAX_AGE,
-            )
-        })
+        let current = snapshot.generation == generation && snapshot.read_at.elapsed() < MAX_AGE;
+        Some((Arc::clone(&snapshot.models), current))
     }
 
     /// Rows read no earlier than `not_before` and after every write of ours: the ones another

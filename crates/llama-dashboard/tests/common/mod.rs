@@ -230,18 +230,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `llama-dashboard config set KEY VALUE` on the database `Server::start` uses for `home`.
-pub fn config_set(home: &Path, key: &str, value: &str) {
+/// `llama-dashboard ARGS…` run as another process on the database `Server::start` uses for
+/// `home`; its standard output, once it succeeded.
+pub fn cli(home: &Path, args: &[&str]) -> String {
     let out = bin()
         .arg("--db")
         .arg(home.join("data/llama-dashboard.db"))
-        .args(["config", "set", key, value])
+        .args(args)
         .env("HOME", home)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "config set {key}: {}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `llama-dashboard config set KEY VALUE` on the database `Server::start` uses for `home`.
+pub fn config_set(home: &Path, key: &str, value: &str) {
+    cli(home, &["config", "set", key, value]);
 }
