@@ -4,20 +4,15 @@
 //! the real llama-server is tested elsewhere.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use llama_dashboard::llama::launch::Launch;
 use llama_dashboard::llama::supervisor::{State, Supervisor, SupervisorError, Timing};
 use llama_dashboard::llama::upstream::Upstream;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn quick() -> Timing {
     Timing {
