@@ -270,16 +270,36 @@ fn open_page(browser: &Browser, server: &Server, page: &str) {
     );
 }
 
-#[test]
-fn scanning_fills_the_models_table() {
-    let (_home, server) = dashboard();
-    let browser = Browser::start();
-    open_page(&browser, &server, "models");
+/// Waits until the page's live stream is connected.
+fn wait_until_live(browser: &Browser) {
     browser.wait_for(
         10,
         "the live stream",
         "return document.querySelector('#live').textContent === 'live';",
     );
+}
+
+/// Waits until the status line says llama-server is ready.
+fn wait_until_server_ready(browser: &Browser) {
+    browser.wait_for(
+        20,
+        "llama-server ready in the status line",
+        "return document.querySelector('#server-state').textContent === 'llama-server: ready';",
+    );
+}
+
+/// Closes the browser, then stops the dashboard, which must exit cleanly.
+fn close(browser: Browser, server: Server) {
+    drop(browser);
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+#[test]
+fn scanning_fills_the_models_table() {
+    let (_home, server) = dashboard();
+    let browser = Browser::start();
+    open_page(&browser, &server, "models");
+    wait_until_live(&browser);
     let rows = browser.eval("return document.querySelectorAll('#models tbody tr').length;");
     assert_eq!(rows, 0, "nothing scanned yet");
 
@@ -353,8 +373,7 @@ fn scanning_fills_the_models_table() {
         .call("GET", &format!("/api/models/{qwen}"), None, None);
     assert_eq!(row["favorite"], 1);
     browser.screenshot("models");
-    drop(browser);
-    assert_eq!(server.stop().code(), Some(0));
+    close(browser, server);
 }
 
 #[test]
@@ -388,11 +407,7 @@ fn the_overview_charts_grow_with_live_samples() {
     }
     let cpu = browser.eval("return document.querySelector('#fig-cpu').textContent;");
     assert!(cpu.as_str().unwrap().ends_with(" %"), "{cpu}");
-    browser.wait_for(
-        20,
-        "llama-server ready in the status line",
-        "return document.querySelector('#server-state').textContent === 'llama-server: ready';",
-    );
+    wait_until_server_ready(&browser);
 
     // A request through the proxy shows in the recent requests, with its tokens.
     let (status, answer) = server.http().call(
@@ -417,8 +432,7 @@ fn the_overview_charts_grow_with_live_samples() {
     );
     browser.screenshot("overview");
     assert!(!id_of(&models, "llama-tiny.Q4_K_M.gguf").is_empty());
-    drop(browser);
-    assert_eq!(server.stop().code(), Some(0));
+    close(browser, server);
 }
 
 #[test]
@@ -426,11 +440,7 @@ fn the_log_tail_is_live_and_the_level_filter_hides_info() {
     let (_home, server) = dashboard();
     let browser = Browser::start();
     open_page(&browser, &server, "logs");
-    browser.wait_for(
-        10,
-        "the live stream",
-        "return document.querySelector('#live').textContent === 'live';",
-    );
+    wait_until_live(&browser);
 
     // New entries arrive without a reload: a scan's summary, then a failed load.
     let models = scanned(&server);
@@ -491,8 +501,7 @@ fn the_log_tail_is_live_and_the_level_filter_hides_info() {
     );
     assert!(sources.as_f64().unwrap() > 0.0);
     browser.screenshot("logs");
-    drop(browser);
-    assert_eq!(server.stop().code(), Some(0));
+    close(browser, server);
 }
 
 #[test]
@@ -539,8 +548,7 @@ fn settings_persist_and_invalid_values_show_the_servers_error() {
     let (_, stored) = server.http().call("GET", "/api/config", None, None);
     assert_eq!(stored, config, "nothing stored");
     browser.screenshot("settings");
-    drop(browser);
-    assert_eq!(server.stop().code(), Some(0));
+    close(browser, server);
 }
 
 #[test]
@@ -549,11 +557,7 @@ fn loading_a_model_changes_its_status_live() {
     let models = scanned(&server);
     let browser = Browser::start();
     open_page(&browser, &server, "models");
-    browser.wait_for(
-        20,
-        "llama-server ready",
-        "return document.querySelector('#server-state').textContent === 'llama-server: ready';",
-    );
+    wait_until_server_ready(&browser);
 
     // Through `loading` to `loaded`, as llama-server reports it.
     let name = "llama-tiny.Q4_K_M.gguf";
@@ -606,8 +610,7 @@ fn loading_a_model_changes_its_status_live() {
         "the status `unloaded`",
         &format!("return {} === 'unloaded';", status_of(name)),
     );
-    drop(browser);
-    assert_eq!(server.stop().code(), Some(0));
+    close(browser, server);
 }
 
 #[test]
