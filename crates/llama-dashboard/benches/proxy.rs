@@ -1,14 +1,23 @@
 //! What the OpenAI-compatible proxy costs: streamed chat completions sent to the same upstream
-//! (the stand-in llama-server, generating at a fixed pace) directly and through
-//! `llama-dashboard serve`, in alternating rounds so both see the same machine load. For each
-//! concurrency it reports time to first token (from sending the request to the first content
-//! chunk) at p50 and p99, and token throughput over the round, proxy against direct.
+//! (the stand-in llama-server, generating at a fixed pace) directly, through
+//! `llama-dashboard serve` and, when installed, through nginx, in alternating rounds so every
+//! path sees the same machine load. Two loads, each at every concurrency:
+//!
+//! - a burst: n streams sent at the same instant, every answer the same length, so their first
+//!   tokens also come back together (the worst case for any proxy: it takes the n requests in,
+//!   and forwards the n first chunks, one after another);
+//! - steady: n clients, each sending its next request as soon as its previous answer ends, the
+//!   answers' lengths varying, so requests arrive while the other clients' streams flow, as
+//!   they do when many clients use one server.
+//!
+//! For each it reports time to first token (from sending the request to the first content
+//! chunk) at p50 and p99, and token throughput over the round, each proxy against direct.
 //!
 //! Both processes are release builds started here on loopback. The client is one thread driving
-//! every stream over raw sockets, the same code for both paths: a thread per stream would put
+//! every stream over raw sockets, the same code for every path: a thread per stream would put
 //! dozens of runnable threads beside the servers on a small machine and measure the scheduler
 //! more than the proxy. `PROXY_BENCH_ROUNDS` (default 6) sets the rounds per path and
-//! concurrency (four times as many for a single stream); `PROXY_BENCH_STREAMS` (default
+//! concurrency (four times as many for a single stream's burst); `PROXY_BENCH_STREAMS` (default
 //! `1,16,64`) the concurrencies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -86,9 +95,9 @@ fn get(url: &str, path: &str) -> Option<String> {
 
 /// One streamed chat completion: (time to first content chunk, tokens received). A token is a
 /// `data:` line whose delta carries text (`"content":"`); the role chunk's `null` is not one.
-async fn stream(url: String, model: String) -> (Duration, u32) {
+async fn stream(url: String, model: String, wanted: u32) -> (Duration, u32) {
     let addr = url.trim_start_matches("http://").to_string();
-    let body = json!({"model": model, "stream": true, "max_tokens": TOKENS,
+    let body = json!({"model": model, "stream": true, "max_tokens": wanted,
         "messages": [{"role": "user", "content": "Count for me"}]})
     .to_string();
     let request = format!(
@@ -128,7 +137,7 @@ fn round(client: &Runtime, url: &str, model: &str, n: usize) -> (Vec<Duration>, 
     let started = Instant::now();
     let results: Vec<(Duration, u32)> = client.block_on(async {
         let tasks: Vec<_> = (0..n)
-            .map(|_| tokio::spawn(stream(url.to_string(), model.to_string())))
+            .map(|_| tokio::spawn(stream(url.to_string(), model.to_string(), TOKENS)))
             .collect();
         let mut results = Vec::with_capacity(n);
         for task in tasks {
@@ -262,20 +271,27 @@ fn main() {
         None => println!("(nginx is not installed: no reference proxy measured)\n"),
     }
 
+    let streams: Vec<usize> = std::env::var("PROXY_BENCH_STREAMS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or(CONCURRENCY.to_vec());
+    // Each proxy keeps a pool of connections to the upstream; one round as wide as the widest
+    // measured opens them, so no measured round pays for connections a long-running proxy
+    // would already hold.
+    let widest = streams.iter().copied().max().unwrap_or(1);
+    for path in &paths {
+        round(&client, &path.url, path.model, widest);
+    }
     println!(
-        "Streamed chat completions, {TOKENS} tokens each at {TOKEN_MS} ms per token, {rounds} rounds per path ({} for one stream), alternating\n",
+        "Burst: n streamed chat completions sent at once, {TOKENS} tokens each at {TOKEN_MS} ms per token, {rounds} rounds per path ({} for one stream), alternating\n",
         rounds * 4
     );
     println!(
         "| streams | path   | TTFT p50 ms | TTFT p99 ms | tokens/s | p99 added ms | throughput change |"
     );
     println!("|---|---|---|---|---|---|---|");
-    let streams: Vec<usize> = std::env::var("PROXY_BENCH_STREAMS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .filter(|v: &Vec<usize>| !v.is_empty())
-        .unwrap_or(CONCURRENCY.to_vec());
-    for n in streams {
+    for &n in &streams {
         let mut ttfts: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];
         let mut rates = vec![0.0; paths.len()];
         // A single stream gets more rounds, so its p99 is not just the slowest of a few.
@@ -287,26 +303,107 @@ fn main() {
                 rates[i] += rate / rounds as f64;
             }
         }
-        for ttft in &mut ttfts {
-            ttft.sort();
-        }
-        let direct_p99 = ms(percentile(&ttfts[0], 0.99));
-        for (i, path) in paths.iter().enumerate() {
-            let p99 = ms(percentile(&ttfts[i], 0.99));
-            let extra = if i == 0 {
-                "| ".to_string()
-            } else {
-                let change = (rates[i] / rates[0] - 1.0) * 100.0;
-                format!("{:+.2} | {change:+.2} %", p99 - direct_p99)
-            };
-            println!(
-                "| {n:>7} | {:<6} | {:>11.2} | {p99:>11.2} | {:>8.0} | {extra} |",
-                path.name,
-                ms(percentile(&ttfts[i], 0.5)),
-                rates[i],
-            );
-        }
+        report(n, &paths, ttfts, &rates);
     }
+    println!(
+        "\nSteady load: each of n clients streams one completion after another ({SHORTEST} to {} tokens) for {STEADY_MS} ms, {rounds} rounds per path, alternating\n",
+        SHORTEST + SPREAD - 1
+    );
+    println!(
+        "| streams | path   | TTFT p50 ms | TTFT p99 ms | tokens/s | p99 added ms | throughput change |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &n in &streams {
+        let mut ttfts: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];
+        let mut rates = vec![0.0; paths.len()];
+        for r in 0..rounds {
+            for (i, path) in paths.iter().enumerate() {
+                let (ttft, rate) = steady(&client, &path.url, path.model, n, r as u64);
+                ttfts[i].extend(ttft);
+                rates[i] += rate / rounds as f64;
+            }
+        }
+        report(n, &paths, ttfts, &rates);
+    }
+}
+
+/// Prints one concurrency's rows: each path's TTFT percentiles and throughput, and for the
+/// proxies what they add to the direct path's p99 and take from its throughput.
+fn report(n: usize, paths: &[Target], mut ttfts: Vec<Vec<Duration>>, rates: &[f64]) {
+    for ttft in &mut ttfts {
+        ttft.sort();
+    }
+    let direct_p99 = ms(percentile(&ttfts[0], 0.99));
+    for (i, path) in paths.iter().enumerate() {
+        let p99 = ms(percentile(&ttfts[i], 0.99));
+        let extra = if i == 0 {
+            "| ".to_string()
+        } else {
+            let change = (rates[i] / rates[0] - 1.0) * 100.0;
+            format!("{:+.2} | {change:+.2} %", p99 - direct_p99)
+        };
+        println!(
+            "| {n:>7} | {:<6} | {:>11.2} | {p99:>11.2} | {:>8.0} | {extra} |",
+            path.name,
+            ms(percentile(&ttfts[i], 0.5)),
+            rates[i],
+        );
+    }
+}
+
+/// Shortest answer of the steady load, in tokens.
+const SHORTEST: u32 = 32;
+/// How many lengths the steady load's answers take, from [`SHORTEST`] up.
+const SPREAD: u32 = 64;
+/// How long each steady round keeps its clients sending, in milliseconds.
+const STEADY_MS: u64 = 1500;
+
+/// A steady round: `n` clients, each starting at its own moment within the first token's time
+/// and then sending its next request as soon as the previous answer ends, for [`STEADY_MS`].
+/// The answers' lengths vary (the same sequence on every path), so starts spread out as they
+/// do under real use and each first token is measured while the other clients' streams flow.
+/// Returns every first-token time and the round's tokens per second.
+fn steady(client: &Runtime, url: &str, model: &str, n: usize, seed: u64) -> (Vec<Duration>, f64) {
+    let started = Instant::now();
+    let span = Duration::from_millis(STEADY_MS);
+    let per_client: Vec<(Vec<Duration>, u32)> = client.block_on(async {
+        let tasks: Vec<_> = (0..n)
+            .map(|c| {
+                let (url, model) = (url.to_string(), model.to_string());
+                let mut state = (seed << 32 | c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                tokio::spawn(async move {
+                    let offset = next(&mut state) % (TOKEN_MS.parse::<u64>().unwrap() * 1000);
+                    tokio::time::sleep(Duration::from_micros(offset)).await;
+                    let (mut ttfts, mut tokens) = (Vec::new(), 0);
+                    while started.elapsed() < span {
+                        let wanted = SHORTEST + (next(&mut state) % u64::from(SPREAD)) as u32;
+                        let (ttft, got) = stream(url.clone(), model.clone(), wanted).await;
+                        assert_eq!(got, wanted, "every token of the answer arrived");
+                        ttfts.push(ttft);
+                        tokens += got;
+                    }
+                    (ttfts, tokens)
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(n);
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let tokens: u32 = per_client.iter().map(|c| c.1).sum();
+    let ttfts = per_client.into_iter().flat_map(|c| c.0).collect();
+    (ttfts, f64::from(tokens) / elapsed)
+}
+
+/// The next number of a xorshift sequence.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }
 
 /// One way to the upstream: its name in the table, address and the model name it takes.

@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod gguf;
+pub mod http;
 pub mod idle;
 pub mod llama;
 pub mod logging;

@@ -310,13 +310,12 @@ async fn serve(
         "llama-dashboard {} listening on http://{bound}",
         env!("CARGO_PKG_VERSION")
     );
-    // Streamed tokens are small writes; without TCP_NODELAY each waits for the client's
-    // delayed acknowledgement of the previous one (about 40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, crate::api::router(app.clone()))
-        .with_graceful_shutdown(until_stopped(app.shutdown.subscribe()));
+    let server = crate::http::serve(
+        listener,
+        crate::api::router(app.clone()),
+        until_stopped(app.shutdown.subscribe()),
+        crate::http::HEADER_TIMEOUT,
+    );
     let trigger = app.shutdown.clone();
     tokio::spawn(async move {
         stop_signal.await;
@@ -324,16 +323,13 @@ async fn serve(
         tracing::info!(source = "server", "shutting down");
         let _ = trigger.send(true);
     });
-    let served = server.await;
+    server.await;
     let _ = app.shutdown.send(true);
     app.llama.stop().await;
     let _ = sampler.await;
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     eprintln!("event=shutdown.done");
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail("serve_failed", exit::FAILURE, &e.to_string()),
-    }
+    ExitCode::SUCCESS
 }
 
 /// Whether the settings ask for llama-server to run with the dashboard.
