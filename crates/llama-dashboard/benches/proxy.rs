@@ -18,7 +18,7 @@
 //! dozens of runnable threads beside the servers on a small machine and measure the scheduler
 //! more than the proxy. `PROXY_BENCH_ROUNDS` (default 6) sets the rounds per path and
 //! concurrency (four times as many for a single stream's burst); `PROXY_BENCH_STREAMS` (default
-//! `1,16,64`) the concurrencies.
+//! `1,16,64`) the concurrencies; `PROXY_BENCH_LOADS` (default `burst,steady`) the loads.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -283,48 +283,66 @@ fn main() {
     for path in &paths {
         round(&client, &path.url, path.model, widest);
     }
+    let loads = std::env::var("PROXY_BENCH_LOADS").unwrap_or_else(|_| "burst,steady".into());
+    if loads.contains("burst") {
+        burst(&client, &paths, &streams, rounds);
+    }
+    if loads.contains("steady") {
+        steady_load(&client, &paths, &streams, rounds);
+    }
+}
+
+/// The burst table: rounds of `n` streams sent at once.
+fn burst(client: &Runtime, paths: &[Target], streams: &[usize], rounds: usize) {
     println!(
         "Burst: n streamed chat completions sent at once, {TOKENS} tokens each at {TOKEN_MS} ms per token, {rounds} rounds per path ({} for one stream), alternating\n",
         rounds * 4
     );
-    println!(
-        "| streams | path   | TTFT p50 ms | TTFT p99 ms | tokens/s | p99 added ms | throughput change |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for &n in &streams {
+    table_header();
+    for &n in streams {
         let mut ttfts: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];
         let mut rates = vec![0.0; paths.len()];
         // A single stream gets more rounds, so its p99 is not just the slowest of a few.
         let rounds = if n == 1 { rounds * 4 } else { rounds };
         for _ in 0..rounds {
             for (i, path) in paths.iter().enumerate() {
-                let (ttft, rate) = round(&client, &path.url, path.model, n);
+                let (ttft, rate) = round(client, &path.url, path.model, n);
                 ttfts[i].extend(ttft);
                 rates[i] += rate / rounds as f64;
             }
         }
-        report(n, &paths, ttfts, &rates);
+        report(n, paths, ttfts, &rates);
     }
+}
+
+/// The steady table: rounds of `n` clients sending one request after another.
+fn steady_load(client: &Runtime, paths: &[Target], streams: &[usize], rounds: usize) {
     println!(
         "\nSteady load: each of n clients streams one completion after another ({SHORTEST} to {} tokens) for {STEADY_MS} ms, {rounds} rounds per path, alternating\n",
         SHORTEST + SPREAD - 1
     );
-    println!(
-        "| streams | path   | TTFT p50 ms | TTFT p99 ms | tokens/s | p99 added ms | throughput change |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for &n in &streams {
+    table_header();
+    for &n in streams {
         let mut ttfts: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];
         let mut rates = vec![0.0; paths.len()];
+        // A single client gets more rounds, so its p99 is not just the slowest of a few.
+        let rounds = if n == 1 { rounds * 4 } else { rounds };
         for r in 0..rounds {
             for (i, path) in paths.iter().enumerate() {
-                let (ttft, rate) = steady(&client, &path.url, path.model, n, r as u64);
+                let (ttft, rate) = steady(client, &path.url, path.model, n, r as u64);
                 ttfts[i].extend(ttft);
                 rates[i] += rate / rounds as f64;
             }
         }
-        report(n, &paths, ttfts, &rates);
+        report(n, paths, ttfts, &rates);
     }
+}
+
+fn table_header() {
+    println!(
+        "| streams | path   | TTFT p50 ms | TTFT p99 ms | tokens/s | p99 added ms | throughput change |"
+    );
+    println!("|---|---|---|---|---|---|---|");
 }
 
 /// Prints one concurrency's rows: each path's TTFT percentiles and throughput, and for the

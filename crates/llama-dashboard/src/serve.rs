@@ -259,7 +259,13 @@ pub fn run(config: &OpenConfig, args: &ServeArgs) -> ExitCode {
         llama: Supervisor::new(Timing::default()),
         shutdown: watch::channel(false).0,
     });
-    let status = runtime.block_on(serve(app.clone(), plan, inbox));
+    // On the worker, not this thread: a new connection is then accepted and read where its
+    // readiness is polled, with no wake-up of a second thread in between.
+    let status = runtime.block_on(async {
+        tokio::spawn(serve(app.clone(), plan, inbox))
+            .await
+            .unwrap_or(ExitCode::FAILURE)
+    });
     runtime.shutdown_timeout(Duration::from_secs(2));
     drop(app);
     if let Ok(db) = Arc::try_unwrap(db) {
