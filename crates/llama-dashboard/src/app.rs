@@ -116,8 +116,11 @@ impl App {
         self.counters
             .tokens
             .fetch_add(record.tokens.unwrap_or(0), Ordering::Relaxed);
-        self.events
-            .publish(crate::events::Topic::Request, serde_json::json!(record));
+        // Only a dashboard that is open wants it, and the JSON is made for it alone.
+        if self.events.subscribers() > 0 {
+            self.events
+                .publish(crate::events::Topic::Request, serde_json::json!(record));
+        }
         if let Ok(mut kept) = self.requests.lock() {
             if kept.len() == App::KEPT_REQUESTS {
                 kept.pop_front();

@@ -36,7 +36,7 @@ pub struct Catalog {
 
 #[derive(Debug)]
 struct Snapshot {
-    models: Arc<Vec<Model>>,
+    models: Arc<Vec<Arc<Model>>>,
     generation: u64,
     read_at: Instant,
 }
@@ -44,7 +44,7 @@ struct Snapshot {
 /// The model `requested` names: by id, else by name, else by name without `.gguf` (the first
 /// by newest in the catalog when several match). `None` when none does, after reading the
 /// catalog afresh.
-pub async fn resolve(app: &Shared, requested: &str) -> Result<Option<Model>, ApiError> {
+pub async fn resolve(app: &Shared, requested: &str) -> Result<Option<Arc<Model>>, ApiError> {
     let catalog = &app.catalog;
     let asked_at = Instant::now();
     if let Some((rows, current)) = catalog.held(app.db.generation())
@@ -63,7 +63,7 @@ pub async fn resolve(app: &Shared, requested: &str) -> Result<Option<Model>, Api
                 app.catalog.refreshing.store(false, Ordering::Release);
             });
         }
-        return Ok(Some(found.clone()));
+        return Ok(Some(Arc::clone(found)));
     }
     let rows = catalog.read(&app.db, asked_at).await?;
     Ok(find(&rows, requested).cloned())
@@ -72,7 +72,7 @@ pub async fn resolve(app: &Shared, requested: &str) -> Result<Option<Model>, Api
 impl Catalog {
     /// The rows in hand, and whether they are current: no write of ours came after them and
     /// they are younger than [`MAX_AGE`].
-    fn held(&self, generation: u64) -> Option<(Arc<Vec<Model>>, bool)> {
+    fn held(&self, generation: u64) -> Option<(Arc<Vec<Arc<Model>>>, bool)> {
         let cached = self.cached.lock().ok()?;
         let snapshot = cached.as_ref()?;
         let current = snapshot.generation == generation && snapshot.read_at.elapsed() < MAX_AGE;
@@ -87,7 +87,7 @@ impl Catalog {
         &self,
         db: &AsyncStore,
         not_before: Instant,
-    ) -> Result<Arc<Vec<Model>>, ApiError> {
+    ) -> Result<Arc<Vec<Arc<Model>>>, ApiError> {
         let _turn = self.reading.lock().await;
         let generation = db.generation();
         if let Ok(cached) = self.cached.lock()
@@ -98,10 +98,10 @@ impl Catalog {
             return Ok(Arc::clone(&snapshot.models));
         }
         let read_at = Instant::now();
-        let rows = Arc::new(
-            db.read(|conn| models::get_all(conn).map_err(ApiError::from))
-                .await?,
-        );
+        let rows = db
+            .read(|conn| models::get_all(conn).map_err(ApiError::from))
+            .await?;
+        let rows = Arc::new(rows.into_iter().map(Arc::new).collect::<Vec<_>>());
         if let Ok(mut cached) = self.cached.lock() {
             *cached = Some(Snapshot {
                 models: Arc::clone(&rows),
@@ -114,7 +114,7 @@ impl Catalog {
 }
 
 /// The row `requested` names, in the order [`Catalog::resolve`] documents.
-fn find<'a>(rows: &'a [Model], requested: &str) -> Option<&'a Model> {
+fn find<'a>(rows: &'a [Arc<Model>], requested: &str) -> Option<&'a Arc<Model>> {
     rows.iter().find(|m| m.id == requested).or_else(|| {
         rows.iter()
             .find(|m| m.name == requested || m.name.strip_suffix(".gguf") == Some(requested))
@@ -125,12 +125,12 @@ fn find<'a>(rows: &'a [Model], requested: &str) -> Option<&'a Model> {
 mod tests {
     use super::*;
 
-    fn model(id: &str, name: &str) -> Model {
-        Model {
+    fn model(id: &str, name: &str) -> Arc<Model> {
+        Arc::new(Model {
             id: id.into(),
             name: name.into(),
             ..Model::default()
-        }
+        })
     }
 
     #[test]

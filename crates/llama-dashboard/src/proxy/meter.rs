@@ -101,34 +101,47 @@ impl<B> Metered<B> {
 }
 
 /// Fills tokens and speed from the last JSON object that carries `timings` or `usage`: the
-/// last `data:` line of a stream, or the whole body of a plain answer.
+/// last `data:` line of a stream that has one, or else the whole body of a plain answer. Only
+/// the lines that name one of those keys are parsed, from the end, so a long stream's tail
+/// costs a byte scan rather than a parse of every chunk in it.
 pub fn read_figures(tail: &[u8], record: &mut RequestRecord) {
-    let text = String::from_utf8_lossy(tail);
-    let candidates = text
-        .lines()
-        .rev()
-        .filter_map(|l| l.trim().strip_prefix("data:").map(str::trim))
-        .filter(|l| l.starts_with('{'))
-        .map(str::to_string)
-        .chain(std::iter::once(text.trim().to_string()));
-    for candidate in candidates {
-        let Ok(value) = serde_json::from_str::<Value>(&candidate) else {
-            continue;
-        };
-        let timings = &value["timings"];
-        let usage = &value["usage"];
-        if timings.is_null() && usage.is_null() {
-            continue;
+    let lines = tail
+        .rsplit(|&b| b == b'\n')
+        .filter_map(|line| line.trim_ascii().strip_prefix(b"data:"))
+        .map(<[u8]>::trim_ascii)
+        .filter(|data| {
+            data.starts_with(b"{") && (names(data, b"\"timings\"") || names(data, b"\"usage\""))
+        });
+    for candidate in lines.chain(std::iter::once(tail.trim_ascii())) {
+        if let Ok(value) = serde_json::from_slice::<Value>(candidate)
+            && fill(&value, record)
+        {
+            return;
         }
-        record.tokens = timings["predicted_n"]
-            .as_u64()
-            .or_else(|| usage["completion_tokens"].as_u64());
-        record.prompt_tokens = timings["prompt_n"]
-            .as_u64()
-            .or_else(|| usage["prompt_tokens"].as_u64());
-        record.tokens_per_second = timings["predicted_per_second"].as_f64();
-        return;
     }
+}
+
+/// Whether `data` holds `key` anywhere.
+fn names(data: &[u8], key: &[u8]) -> bool {
+    data.windows(key.len()).any(|w| w == key)
+}
+
+/// Takes the figures from one answer object; false when it carries neither `timings` nor
+/// `usage`.
+fn fill(value: &Value, record: &mut RequestRecord) -> bool {
+    let timings = &value["timings"];
+    let usage = &value["usage"];
+    if timings.is_null() && usage.is_null() {
+        return false;
+    }
+    record.tokens = timings["predicted_n"]
+        .as_u64()
+        .or_else(|| usage["completion_tokens"].as_u64());
+    record.prompt_tokens = timings["prompt_n"]
+        .as_u64()
+        .or_else(|| usage["prompt_tokens"].as_u64());
+    record.tokens_per_second = timings["predicted_per_second"].as_f64();
+    true
 }
 
 impl<B> HttpBody for Metered<B>

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod meter;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +19,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Request, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde_json::{Map, Value, json};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
 use crate::app::Shared;
 use crate::db::models::{self, Model};
@@ -90,8 +92,56 @@ async fn embeddings(
     forward(app, "/v1/embeddings", &headers, &body).await
 }
 
+/// A request body's top-level fields, each value kept as the client wrote it: only `model` is
+/// read and replaced, so a long prompt is copied once and never parsed into a tree, and numbers
+/// reach llama-server digit for digit.
+type Fields<'a> = BTreeMap<String, &'a RawValue>;
+
+/// The body's fields and the model it names.
+fn read_request(body: &[u8]) -> ApiResult<(Fields<'_>, String)> {
+    let fields: Fields<'_> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("send a JSON object as in the OpenAI API: {e}"),
+        )
+    })?;
+    let model = fields
+        .get("model")
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "model_required",
+                "name the model in `model` (GET /v1/models lists them)",
+            )
+        })?;
+    Ok((fields, model))
+}
+
+/// The body to send upstream: the client's fields with `model` set to `routed`.
+fn with_model(fields: &Fields<'_>, routed: &str) -> ApiResult<Vec<u8>> {
+    let size: usize = fields
+        .iter()
+        .map(|(k, v)| k.len() + v.get().len() + 4)
+        .sum();
+    let mut body = Vec::with_capacity(size + routed.len() + 16);
+    let write = |body: &mut Vec<u8>, text: &str| {
+        serde_json::to_writer(body, text)
+            .map_err(|e| ApiError::internal("building the upstream request", e))
+    };
+    body.extend_from_slice(b"{\"model\":");
+    write(&mut body, routed)?;
+    for (key, value) in fields.iter().filter(|(key, _)| *key != "model") {
+        body.push(b',');
+        write(&mut body, key)?;
+        body.push(b':');
+        body.extend_from_slice(value.get().as_bytes());
+    }
+    body.push(b'}');
+    Ok(body)
+}
+
 /// The catalog model a request names: by id, by name, or by name without `.gguf`.
-async fn resolve(app: &Shared, requested: &str) -> ApiResult<Model> {
+async fn resolve(app: &Shared, requested: &str) -> ApiResult<Arc<Model>> {
     let found = catalog::resolve(app, requested).await?;
     found.ok_or_else(|| {
         ApiError::not_found(
@@ -164,22 +214,7 @@ async fn forward(
             format!("request bodies are limited to {MAX_BODY} bytes"),
         ));
     }
-    let mut request: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_body",
-            format!("send a JSON object as in the OpenAI API: {e}"),
-        )
-    })?;
-    let requested = request
-        .get("model")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "model_required",
-                "name the model in `model` (GET /v1/models lists them)",
-            )
-        })?
-        .to_string();
+    let (request, requested) = read_request(body)?;
     let model = resolve(&app, &requested).await?;
     app.activity.touch(&model.id);
     let url = ready_server(&app).await?;
@@ -210,13 +245,10 @@ async fn forward(
             (entry.map(|e| e.id), loads)
         }
     };
-    request.insert(
-        "model".into(),
-        Value::String(routed.unwrap_or_else(|| router_id(&model))),
-    );
+    let rewritten = with_model(&request, &routed.unwrap_or_else(|| router_id(&model)))?;
     let mut forwarded = Request::post(endpoint)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(Value::Object(request).to_string()))
+        .body(Body::from(rewritten))
         .map_err(|e| ApiError::internal("building the upstream request", e))?;
     if let Some(accept) = headers.get(header::ACCEPT) {
         forwarded
@@ -261,4 +293,45 @@ async fn forward(
         parts,
         Body::new(Metered::new(incoming, started, record, finish)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_model_is_rewritten_and_every_other_value_is_sent_as_written() {
+        let body = br#"{"model":"llama.gguf","temperature":0.1000000000000000055511151231257827,
+            "seed":123456789012345678901234567890,"messages":[{"role":"user","content":"caf\u00e9 \"quoted\""}],
+            "mo\u0064e":1}"#;
+        let (fields, model) = read_request(body).unwrap();
+        assert_eq!(model, "llama.gguf");
+        let sent = with_model(&fields, "llama").unwrap();
+        let sent = String::from_utf8(sent).unwrap();
+        assert!(sent.contains(r#""model":"llama""#), "{sent}");
+        assert!(!sent.contains("llama.gguf"), "{sent}");
+        for kept in [
+            r#""temperature":0.1000000000000000055511151231257827"#,
+            r#""seed":123456789012345678901234567890"#,
+            r#""content":"caf\u00e9 \"quoted\"""#,
+            r#""mode":1"#,
+        ] {
+            assert!(sent.contains(kept), "{kept} in {sent}");
+        }
+        let parsed: Value = serde_json::from_str(&sent).unwrap();
+        assert_eq!(parsed["messages"][0]["content"], "café \"quoted\"");
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_naming_a_model_is_refused() {
+        for (body, code) in [
+            (&br#"["model"]"#[..], "invalid_body"),
+            (b"{\"model\": ", "invalid_body"),
+            (br#"{"prompt":"hi"}"#, "model_required"),
+            (br#"{"model":7}"#, "model_required"),
+        ] {
+            let error = read_request(body).unwrap_err();
+            assert_eq!((error.status, error.code), (400, code), "{body:?}");
+        }
+    }
 }
