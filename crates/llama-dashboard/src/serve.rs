@@ -306,7 +306,9 @@ async fn serve(
     if args_autostart(&app).await {
         let starter = app.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::api::start_llama(&starter).await {
+            if let Err(e) = crate::api::start_llama(&starter).await
+                && !*starter.shutdown.borrow()
+            {
                 tracing::warn!(source = "llama-server", "not started: {}", e.message);
             }
         });
@@ -423,6 +425,11 @@ async fn sample_loop(app: Shared, plan: Plan) {
     let Ok(first) = tokio::task::spawn_blocking(move || Sampler::new(dir)).await else {
         return;
     };
+    // A server stopped while the sampler was still starting has nothing to sample, and its
+    // last log entry stays the one that says it shut down.
+    if *app.shutdown.borrow() {
+        return;
+    }
     if let Some(reason) = first.gpu().unavailable_reason() {
         tracing::info!(source = "server", "{reason}");
     }
