@@ -135,15 +135,8 @@ async fn stream(url: String, model: String, wanted: u32) -> (Duration, u32) {
 /// tokens per second of the whole round.
 fn round(client: &Runtime, url: &str, model: &str, n: usize) -> (Vec<Duration>, f64) {
     let started = Instant::now();
-    let results: Vec<(Duration, u32)> = client.block_on(async {
-        let tasks: Vec<_> = (0..n)
-            .map(|_| tokio::spawn(stream(url.to_string(), model.to_string(), TOKENS)))
-            .collect();
-        let mut results = Vec::with_capacity(n);
-        for task in tasks {
-            results.push(task.await.unwrap());
-        }
-        results
+    let results = all_at_once(client, n, |_| {
+        stream(url.to_string(), model.to_string(), TOKENS)
     });
     let elapsed = started.elapsed().as_secs_f64();
     let tokens: u32 = results.iter().map(|r| r.1).sum();
@@ -298,51 +291,49 @@ fn burst(client: &Runtime, paths: &[Target], streams: &[usize], rounds: usize) {
         "Burst: n streamed chat completions sent at once, {TOKENS} tokens each at {TOKEN_MS} ms per token, {rounds} rounds per path ({} for one stream), alternating\n",
         rounds * 4
     );
-    table_header();
-    for &n in streams {
-        let mut ttfts: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];
-        let mut rates = vec![0.0; paths.len()];
-        // A single stream gets more rounds, so its p99 is not just the slowest of a few.
-        let rounds = if n == 1 { rounds * 4 } else { rounds };
-        for _ in 0..rounds {
-            for (i, path) in paths.iter().enumerate() {
-                let (ttft, rate) = round(client, &path.url, path.model, n);
-                ttfts[i].extend(ttft);
-                rates[i] += rate / rounds as f64;
-            }
-        }
-        report(n, paths, ttfts, &rates);
-    }
+    table(paths, streams, rounds, |path, n, _| {
+        round(client, &path.url, path.model, n)
+    });
 }
 
 /// The steady table: rounds of `n` clients sending one request after another.
 fn steady_load(client: &Runtime, paths: &[Target], streams: &[usize], rounds: usize) {
     println!(
-        "\nSteady load: each of n clients streams one completion after another ({SHORTEST} to {} tokens) for {STEADY_MS} ms, {rounds} rounds per path, alternating\n",
-        SHORTEST + SPREAD - 1
+        "\nSteady load: each of n clients streams one completion after another ({SHORTEST} to {} tokens) for {STEADY_MS} ms, {rounds} rounds per path ({} for one client), alternating\n",
+        SHORTEST + SPREAD - 1,
+        rounds * 4
     );
-    table_header();
+    table(paths, streams, rounds, |path, n, r| {
+        steady(client, &path.url, path.model, n, r)
+    });
+}
+
+/// Measures every concurrency in `streams` with `measure` (path, concurrency, round number),
+/// the paths taking turns round by round, and prints a table of the results.
+fn table(
+    paths: &[Target],
+    streams: &[usize],
+    rounds: usize,
+    measure: impl Fn(&Target, usize, u64) -> (Vec<Duration>, f64),
+) {
+    println!(
+        "| streams | path   | TTFT p50 ms | TTFT p99 ms | tokens/s | p99 added ms | throughput change |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for &n in streams {
         let mut ttfts: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];
         let mut rates = vec![0.0; paths.len()];
-        // A single client gets more rounds, so its p99 is not just the slowest of a few.
+        // A single stream gets more rounds, so its p99 is not just the slowest of a few.
         let rounds = if n == 1 { rounds * 4 } else { rounds };
         for r in 0..rounds {
             for (i, path) in paths.iter().enumerate() {
-                let (ttft, rate) = steady(client, &path.url, path.model, n, r as u64);
+                let (ttft, rate) = measure(path, n, r as u64);
                 ttfts[i].extend(ttft);
                 rates[i] += rate / rounds as f64;
             }
         }
         report(n, paths, ttfts, &rates);
     }
-}
-
-fn table_header() {
-    println!(
-        "| streams | path   | TTFT p50 ms | TTFT p99 ms | tokens/s | p99 added ms | throughput change |"
-    );
-    println!("|---|---|---|---|---|---|---|");
 }
 
 /// Prints one concurrency's rows: each path's TTFT percentiles and throughput, and for the
@@ -384,36 +375,44 @@ const STEADY_MS: u64 = 1500;
 fn steady(client: &Runtime, url: &str, model: &str, n: usize, seed: u64) -> (Vec<Duration>, f64) {
     let started = Instant::now();
     let span = Duration::from_millis(STEADY_MS);
-    let per_client: Vec<(Vec<Duration>, u32)> = client.block_on(async {
-        let tasks: Vec<_> = (0..n)
-            .map(|c| {
-                let (url, model) = (url.to_string(), model.to_string());
-                let mut state = (seed << 32 | c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-                tokio::spawn(async move {
-                    let offset = next(&mut state) % (TOKEN_MS.parse::<u64>().unwrap() * 1000);
-                    tokio::time::sleep(Duration::from_micros(offset)).await;
-                    let (mut ttfts, mut tokens) = (Vec::new(), 0);
-                    while started.elapsed() < span {
-                        let wanted = SHORTEST + (next(&mut state) % u64::from(SPREAD)) as u32;
-                        let (ttft, got) = stream(url.clone(), model.clone(), wanted).await;
-                        assert_eq!(got, wanted, "every token of the answer arrived");
-                        ttfts.push(ttft);
-                        tokens += got;
-                    }
-                    (ttfts, tokens)
-                })
-            })
-            .collect();
-        let mut results = Vec::with_capacity(n);
-        for task in tasks {
-            results.push(task.await.unwrap());
+    let per_client = all_at_once(client, n, |c| {
+        let (url, model) = (url.to_string(), model.to_string());
+        let mut state = (seed << 32 | c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        async move {
+            let offset = next(&mut state) % (TOKEN_MS.parse::<u64>().unwrap() * 1000);
+            tokio::time::sleep(Duration::from_micros(offset)).await;
+            let (mut ttfts, mut tokens) = (Vec::new(), 0);
+            while started.elapsed() < span {
+                let wanted = SHORTEST + (next(&mut state) % u64::from(SPREAD)) as u32;
+                let (ttft, got) = stream(url.clone(), model.clone(), wanted).await;
+                assert_eq!(got, wanted, "every token of the answer arrived");
+                ttfts.push(ttft);
+                tokens += got;
+            }
+            (ttfts, tokens)
         }
-        results
     });
     let elapsed = started.elapsed().as_secs_f64();
     let tokens: u32 = per_client.iter().map(|c| c.1).sum();
     let ttfts = per_client.into_iter().flat_map(|c| c.0).collect();
     (ttfts, f64::from(tokens) / elapsed)
+}
+
+/// Runs the `n` tasks `task` makes (given their index) at once on the client thread; their
+/// results in that order.
+fn all_at_once<T, F>(client: &Runtime, n: usize, task: impl Fn(usize) -> F) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    client.block_on(async {
+        let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(task(i))).collect();
+        let mut results = Vec::with_capacity(n);
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
+    })
 }
 
 /// The next number of a xorshift sequence.
